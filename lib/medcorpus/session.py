@@ -1,0 +1,169 @@
+"""The one place a SparkSession is built.
+
+It keeps whatever ``spark-submit`` already set (master, jars, conf), so the same jobs run on a cluster;
+locally it adds Delta from the project-local Ivy cache, binds to loopback and picks defaults that suit a
+2-core machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from medcorpus.config import REPO_ROOT, Config
+
+log = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+# Jars that Delta drags in transitively but that Spark already bundles (different versions would clash).
+_EXCLUDED_TRANSITIVE = (
+    "com.fasterxml.jackson.core:jackson-annotations",
+    "com.fasterxml.jackson.core:jackson-core",
+    "com.fasterxml.jackson.core:jackson-databind",
+    "com.fasterxml.jackson.datatype:jackson-datatype-jdk8",
+    "org.apache.hadoop:hadoop-client-api",
+    "org.apache.hadoop:hadoop-client-runtime",
+    "org.apache.logging.log4j:log4j-api",
+    "org.apache.logging.log4j:log4j-core",
+    "org.apache.logging.log4j:log4j-slf4j2-impl",
+    "org.apache.parquet:parquet-column",
+    "org.apache.parquet:parquet-common",
+    "org.apache.parquet:parquet-encoding",
+    "org.apache.parquet:parquet-format-structures",
+    "org.apache.parquet:parquet-hadoop",
+    "org.apache.parquet:parquet-jackson",
+    "org.slf4j:slf4j-api",
+    "org.xerial.snappy:snappy-java",
+    "com.github.luben:zstd-jni",
+    "org.roaringbitmap:RoaringBitmap",
+    "org.roaringbitmap:shims",
+    "com.google.code.findbugs:jsr305",
+    "commons-logging:commons-logging",
+)
+
+
+def ivy_dir(config: Config) -> Path:
+    path = Path(config.spark.ivy_dir)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def ivy_settings_file() -> Path:
+    return REPO_ROOT / "configs" / "ivysettings.xml"
+
+
+def maven_packages(config: Config) -> list[str]:
+    packages = [config.spark.delta_package, *config.spark.extra_packages]
+    if _needs_s3(config):
+        packages.extend(s3_packages())
+    return list(dict.fromkeys(packages))
+
+
+def s3_packages() -> list[str]:
+    """hadoop-aws matching the Hadoop that pyspark bundles."""
+    return [f"org.apache.hadoop:hadoop-aws:{bundled_hadoop_version()}"]
+
+
+def bundled_hadoop_version() -> str:
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    for jar in jars.glob("hadoop-client-api-*.jar"):
+        return jar.stem.removeprefix("hadoop-client-api-")
+    return "3.4.2"
+
+
+def _needs_s3(config: Config) -> bool:
+    return config.warehouse.startswith("s3a://") or bool(config.s3.endpoint)
+
+
+def _s3_conf(config: Config) -> dict[str, str]:
+    if not _needs_s3(config):
+        return {}
+    conf = {
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.path.style.access": str(config.s3.path_style_access).lower(),
+        "spark.hadoop.fs.s3a.endpoint.region": config.s3.region,
+    }
+    if config.s3.endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = config.s3.endpoint
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(config.s3.endpoint.startswith("https")).lower()
+    access, secret = os.environ.get(config.s3.access_key_env), os.environ.get(config.s3.secret_key_env)
+    if access and secret:
+        conf["spark.hadoop.fs.s3a.access.key"] = access
+        conf["spark.hadoop.fs.s3a.secret.key"] = secret
+        conf["spark.hadoop.fs.s3a.aws.credentials.provider"] = (
+            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+        )
+    return conf
+
+
+def local_defaults(config: Config) -> dict[str, str]:
+    """Settings applied only where nothing (spark-submit, the user's conf) set them already."""
+    ivy = ivy_dir(config)
+    defaults = {
+        "spark.app.name": config.spark.app_name,
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.memory": config.spark.driver_memory,
+        "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.jars.packages": ",".join(maven_packages(config)),
+        "spark.jars.ivy": str(ivy),
+        "spark.jars.excludes": ",".join(_EXCLUDED_TRANSITIVE),
+        "spark.jars.ivySettings": str(ivy_settings_file()),
+    }
+    defaults.update(_s3_conf(config))
+    defaults.update(config.spark.conf)
+    return defaults
+
+
+def _submitted_conf() -> dict[str, str]:
+    """The conf spark-submit handed this driver (empty when run as plain python)."""
+    from pyspark import SparkConf
+
+    return dict(SparkConf().getAll())
+
+
+def build_spark(config: Config) -> SparkSession:
+    """Return the active session or build one with Delta, keeping spark-submit's settings."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    submitted = _submitted_conf()
+    builder = SparkSession.builder
+    if "spark.master" not in submitted:
+        builder = builder.master(config.spark.master)
+    for key, value in local_defaults(config).items():
+        if key in submitted:
+            continue
+        if key.startswith("spark.jars") and ("spark.jars.packages" in submitted or "spark.jars" in submitted):
+            continue  # the submitter brought its own jars
+        builder = builder.config(key, value)
+    builder = builder.config("spark.sql.extensions", _merge_list(submitted.get("spark.sql.extensions"), DELTA_EXTENSION))
+    builder = builder.config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    log.info("spark %s master=%s app=%s", spark.version, spark.sparkContext.master, spark.sparkContext.appName)
+    return spark
+
+
+def _merge_list(existing: str | None, item: str) -> str:
+    items = [x for x in (existing or "").split(",") if x]
+    if item not in items:
+        items.append(item)
+    return ",".join(items)

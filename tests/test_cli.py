@@ -1,0 +1,31 @@
+"""CLI comforts that need no Spark: one-line errors before any work starts."""
+
+from medcorpus.cli import main
+
+
+def test_missing_input_path_is_one_line(capsys, tmp_path):
+    assert main(["ingest", str(tmp_path / "nope"), "--warehouse", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: input path does not exist: {tmp_path / 'nope'}"
+
+
+def test_bad_config_key_is_one_line(capsys):
+    assert main(["config", "--set", "normalize.nope=1"]) == 2
+    assert "error: unknown config key 'normalize.nope'" in capsys.readouterr().err
+
+
+def test_config_dry_run_prints_hash(capsys):
+    assert main(["config", "--set", "ingest.max_record_bytes=99"]) == 0
+    out = capsys.readouterr().out
+    assert "max_record_bytes: 99" in out and "# config hash: " in out
+
+
+def test_demo_corpus_is_deterministic(tmp_path):
+    from medcorpus.demo import write_demo_corpus
+
+    a = write_demo_corpus(tmp_path / "a")
+    b = write_demo_corpus(tmp_path / "b")
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files_a)
+    assert (a / "books" / "shanghan_selection.txt").read_bytes().decode("gb18030").startswith("<篇名>")
