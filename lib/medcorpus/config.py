@@ -198,3 +198,15 @@ def load_config(
     except ValidationError as err:
         raise ConfigError(_explain(err)) from None
 
+
+
+def write_default_yaml(path: Path = DEFAULT_CONFIG_PATH) -> None:
+    """Regenerate configs/default.yaml from the typed defaults (``python -m medcorpus.config``)."""
+    data = Config().model_dump(mode="json", by_alias=True, exclude={"run_id"})
+    header = "# medcorpus defaults: every threshold of every stage. Override with --config FILE or --set key=value.\n"
+    header += "# Generated from lib/medcorpus/config.py by `python -m medcorpus.config`; edit the classes, not this file.\n"
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_default_yaml()

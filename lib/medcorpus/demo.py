@@ -237,15 +237,24 @@ def _warc_bytes(docs: list[tuple[str, str, str]]) -> bytes:
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
+    import uuid
+
+    def fixed(name: str) -> dict[str, str]:
+        rid = uuid.uuid5(uuid.NAMESPACE_URL, name)
+        return {"WARC-Record-ID": f"<urn:uuid:{rid}>", "WARC-Date": "2026-01-01T00:00:00Z"}
+
     buf = io.BytesIO()
     writer = WARCWriter(buf, gzip=True)
-    writer.write_record(writer.create_warcinfo_record("demo.warc.gz", {"software": "medcorpus-demo"}))
+    info = writer.create_warcinfo_record("demo.warc.gz", {"software": "medcorpus-demo"})
+    for key, value in fixed("warcinfo").items():
+        info.rec_headers.replace_header(key, value)
+    writer.write_record(info)
     for url, title, body in docs:
         html = f"<html><head><title>{title}</title><style>p{{color:red}}</style></head><body><h1>{title}</h1>" \
                f"<p>{body}</p><script>var x=1;</script></body></html>"
         headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
         record = writer.create_warc_record(url, "response", payload=io.BytesIO(html.encode("utf-8")),
-                                           http_headers=headers, warc_headers_dict={"WARC-Date": "2026-01-01T00:00:00Z"})
+                                           http_headers=headers, warc_headers_dict=fixed(url))
         writer.write_record(record)
     return buf.getvalue()
 
