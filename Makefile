@@ -39,7 +39,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not shared_data"
 
 bench: setup
-	$(PY) -m medcorpus.bench --out bench/results.json
+	$(PY) bench/run.py --out bench/results.json
 
 clean:
 	rm -rf warehouse build spark-warehouse metastore_db derby.log .pytest_cache
