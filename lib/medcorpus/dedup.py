@@ -1,0 +1,694 @@
+"""Deduplication: exact (normalised-text hash) and near-duplicate (MinHash LSH), clustered distributedly.
+
+Pipeline of pure DataFrame transforms, called by :func:`run_dedup`:
+
+1. ``with_norm_hash``: sha256 of the text lower-cased with whitespace and punctuation removed.
+2. ``exact_groups``: one representative per normalised hash (best by the keeper order).
+3. ``with_signatures``: MinHash signatures in a ``mapInArrow`` pass. Shingles are character n-grams for
+   Chinese (a whitespace split would turn a Chinese paragraph into one token) and word n-grams otherwise,
+   hashed with a vectorised 64-bit polynomial rolling hash (numpy, no per-shingle Python), then
+   ``num_perm`` multiply-shift permutations seeded by ``seed``: the same text gives the same signature on
+   every run and every machine.
+4. ``candidate_pairs``: band keys (``xxhash64`` of each signature slice) exploded and grouped by a shuffle;
+   buckets above ``max_bucket_size`` (boilerplate) are salted into chunks and star-linked to the bucket
+   minimum instead of producing all pairs, and reported.
+5. ``verified_edges``: candidate pairs kept only when their signature-estimated Jaccard (all ``num_perm``
+   positions, Spark higher-order functions) reaches the threshold, so band collisions never link documents.
+6. ``connected_components``: alternating large-star / small-star (Kiveris et al. 2014) on the edge
+   DataFrame with checkpoints each iteration; never collected, never one task.
+7. ``assign_keepers``: per component the keeper is the best document (previously released first, then
+   highest quality score, longest, smallest doc_id). A member is removed only when its estimated Jaccard
+   to the keeper reaches the threshold; the others (template families chained through intermediate
+   documents) are re-clustered among themselves for up to ``max_split_rounds`` rounds.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, IntegerType, LongType, StringType, StructField, StructType
+
+from medcorpus.config import DedupConfig
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------------
+# shingles and MinHash (pure numpy; unit-tested directly and reused by the benchmark's brute force)
+# ---------------------------------------------------------------------------------------------------
+_MASK64 = (1 << 64) - 1
+_POLY = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2**64
+_POLY_INV = pow(_POLY, -1, 1 << 64)
+_WORD_SALT = np.uint64(0x5BD1E9955BD1E995)
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_SPACE = re.compile(r"\s+")
+_WORD = re.compile(r"[^\W_]+")
+
+
+@lru_cache(maxsize=8)
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P**j and P**-j modulo 2**64 for j < n (uint64 arithmetic wraps, which is the modulus)."""
+    with np.errstate(over="ignore"):
+        pw = np.cumprod(np.full(n, _POLY, dtype=np.uint64), dtype=np.uint64)
+        inv = np.cumprod(np.full(n, _POLY_INV, dtype=np.uint64), dtype=np.uint64)
+    pw = np.concatenate([np.ones(1, np.uint64), pw[:-1]])
+    inv = np.concatenate([np.ones(1, np.uint64), inv[:-1]])
+    return pw, inv
+
+
+def _grow(n: int) -> int:
+    size = 1024
+    while size < n:
+        size *= 2
+    return size
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: spreads the polynomial hash's bits evenly."""
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def span_hashes(codepoints: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """64-bit hashes of the code point spans [start, end), all at once.
+
+    With prefix sums H[i] = sum_{j<i} c_j P^j, the span hash is (H[end] - H[start]) * P^-start, so a span
+    hashes the same wherever it occurs. Everything is uint64 arithmetic modulo 2**64.
+    """
+    n = len(codepoints)
+    pw, inv = _powers(_grow(n + 1))
+    with np.errstate(over="ignore"):
+        prefix = np.empty(n + 1, dtype=np.uint64)
+        prefix[0] = 0
+        np.cumsum(codepoints.astype(np.uint64) * pw[:n], dtype=np.uint64, out=prefix[1:])
+        raw = (prefix[ends] - prefix[starts]) * inv[starts]
+    return _mix64(raw)
+
+
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def uses_char_shingles(text: str, lang: str | None, zh_min_han_ratio: float) -> bool:
+    if lang == "zh":
+        return True
+    if lang == "en":
+        return False
+    compact = _SPACE.sub("", text[:5000])
+    return bool(compact) and len(_HAN.findall(compact)) / len(compact) >= zh_min_han_ratio
+
+
+def char_shingles(text: str, n: int) -> np.ndarray:
+    """Hashes of the character n-grams of the lower-cased text with whitespace removed."""
+    cps = _codepoints(_SPACE.sub("", text.lower()))
+    if len(cps) == 0:
+        return np.empty(0, dtype=np.uint64)
+    k = max(1, len(cps) - n + 1)
+    starts = np.arange(k)
+    return span_hashes(cps, starts, np.minimum(starts + n, len(cps)))
+
+
+def word_shingles(text: str, n: int) -> np.ndarray:
+    """Hashes of the word n-grams (words = runs of letters/digits, lower-cased, joined by one space)."""
+    words = _WORD.findall(text.lower())
+    if not words:
+        return np.empty(0, dtype=np.uint64)
+    joined = " ".join(words)
+    lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    word_starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+    word_ends = word_starts + lengths
+    k = max(1, len(words) - n + 1)
+    last = np.minimum(np.arange(k) + n - 1, len(words) - 1)
+    return span_hashes(_codepoints(joined), word_starts[:k], word_ends[last]) ^ _WORD_SALT
+
+
+def shingles(text: str | None, lang: str | None, cfg: DedupConfig) -> np.ndarray:
+    """The shingle hashes that MinHash summarises (and the brute-force ground truth compares)."""
+    if not text:
+        return np.empty(0, dtype=np.uint64)
+    if uses_char_shingles(text, lang, cfg.zh_min_han_ratio):
+        return char_shingles(text, cfg.zh_shingle_chars)
+    return word_shingles(text, cfg.en_shingle_words)
+
+
+@lru_cache(maxsize=8)
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multiply-shift hash family h_i(x) = ((a_i x + b_i) mod 2**64) >> 32 with odd a_i: deterministic."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
+    return a, b
+
+
+_CHUNK = 2048
+
+
+def minhash(shingle_hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """MinHash signature (uint32[num_perm]); an empty set gives all 0xFFFFFFFF."""
+    a, b = permutations(num_perm, seed)
+    sig = np.full(num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+    hashes = np.unique(shingle_hashes)
+    with np.errstate(over="ignore"):
+        for i in range(0, len(hashes), _CHUNK):
+            block = hashes[i : i + _CHUNK, None]
+            np.minimum(sig, ((block * a + b) >> np.uint64(32)).min(axis=0), out=sig)
+    return np.minimum(sig, np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+
+def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
+    return float(np.mean(sig_a == sig_b))
+
+
+def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    sa, sb = np.unique(a), np.unique(b)
+    if len(sa) == 0 and len(sb) == 0:
+        return 1.0
+    inter = len(np.intersect1d(sa, sb, assume_unique=True))
+    return inter / (len(sa) + len(sb) - inter)
+
+
+def lsh_midpoint(bands: int, rows: int) -> float:
+    """Similarity at which the LSH S-curve 1 - (1 - s^rows)^bands crosses roughly one half."""
+    return (1.0 / bands) ** (1.0 / rows)
+
+
+def candidate_probability(s: float, bands: int, rows: int) -> float:
+    return 1.0 - (1.0 - s**rows) ** bands
+
+
+def check_banding(cfg: DedupConfig) -> None:
+    """Fail fast on a banding that cannot work or centres its curve above the threshold (recall loss)."""
+    from medcorpus.errors import ConfigError
+
+    if cfg.bands * cfg.rows > cfg.num_perm:
+        raise ConfigError(f"dedup.bands x dedup.rows = {cfg.bands * cfg.rows} exceeds dedup.num_perm = {cfg.num_perm}")
+    mid = lsh_midpoint(cfg.bands, cfg.rows)
+    if mid >= cfg.threshold:
+        raise ConfigError(
+            f"dedup banding {cfg.bands}x{cfg.rows} centres its S-curve at {mid:.3f} >= threshold {cfg.threshold}: "
+            "pairs just above the threshold would be missed; use more bands or fewer rows"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Spark transforms
+# ---------------------------------------------------------------------------------------------------
+SIGNATURE_SCHEMA = StructType(
+    [
+        StructField("doc_id", StringType(), False),
+        StructField("signature", ArrayType(IntegerType(), False), False),
+        StructField("shingle_count", LongType(), False),
+    ]
+)
+
+
+def signature_params(cfg: DedupConfig) -> str:
+    """Identifies signatures that can be compared: stored ones with other params are recomputed."""
+    return (
+        f"minhash-v1:perm={cfg.num_perm}:seed={cfg.seed}:zh={cfg.zh_shingle_chars}c:"
+        f"en={cfg.en_shingle_words}w:han={cfg.zh_min_han_ratio}"
+    )
+
+
+def _signature_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        ids = batch.column("doc_id")
+        texts = batch.column("text").to_pylist()
+        langs = batch.column("lang").to_pylist()
+        sigs = np.empty((len(texts), cfg.num_perm), dtype=np.uint32)
+        counts = np.empty(len(texts), dtype=np.int64)
+        for i, (text, lang) in enumerate(zip(texts, langs)):
+            sh = shingles(text, lang, cfg)
+            counts[i] = len(sh)
+            sigs[i] = minhash(sh, cfg.num_perm, cfg.seed)
+        values = pa.array(sigs.view(np.int32).reshape(-1), type=pa.int32())
+        offsets = pa.array(np.arange(0, (len(texts) + 1) * cfg.num_perm, cfg.num_perm, dtype=np.int32))
+        yield pa.RecordBatch.from_arrays(
+            [ids, pa.ListArray.from_arrays(offsets, values), pa.array(counts, type=pa.int64())],
+            schema=pa.schema(
+                [
+                    pa.field("doc_id", pa.string(), False),
+                    pa.field("signature", pa.list_(pa.field("element", pa.int32(), False)), False),
+                    pa.field("shingle_count", pa.int64(), False),
+                ]
+            ),
+        )
+
+
+def with_signatures(docs: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """(doc_id, text, lang, ...) -> the same rows plus ``signature array<int>`` and ``shingle_count``."""
+    lang = F.col("lang") if "lang" in docs.columns else F.lit(None).cast("string")
+    inputs = docs.select("doc_id", "text", lang.alias("lang"))
+    sigs = inputs.mapInArrow(lambda it: _signature_batches(it, cfg), SIGNATURE_SCHEMA)
+    return docs.join(sigs, on="doc_id", how="inner")
+
+
+def norm_hash(text: Column) -> Column:
+    """Exact-duplicate key: sha256 of the lower-cased text without whitespace and punctuation."""
+    return F.sha2(F.regexp_replace(F.lower(text), r"[\s\p{P}\p{S}]+", ""), 256)
+
+
+def priority(is_new: Column, quality: Column, length: Column, doc_id: Column) -> Column:
+    """Sort key, smallest = best keeper: released before new, highest quality, longest, smallest doc_id."""
+    return F.struct(
+        is_new.cast("int").alias("p_new"),
+        F.coalesce(-quality.cast("double"), F.lit(float("inf"))).alias("p_quality"),
+        (-length.cast("long")).alias("p_length"),
+        doc_id.alias("p_doc_id"),
+    )
+
+
+def exact_groups(nodes: DataFrame) -> DataFrame:
+    """nodes(doc_id, norm_hash, prio) -> (doc_id, rep_id): each doc mapped to the best doc with its hash."""
+    best = nodes.groupBy("norm_hash").agg(F.min("prio").alias("best"))
+    return nodes.join(best, on="norm_hash", how="inner").select(
+        "doc_id", F.col("best.p_doc_id").alias("rep_id")
+    )
+
+
+def band_keys(sigs: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """(doc_id, signature) -> (doc_id, band, bucket): one row per band, via explode."""
+    keys = F.array(
+        *[F.xxhash64(F.lit(b), F.slice("signature", b * cfg.rows + 1, cfg.rows)) for b in range(cfg.bands)]
+    )
+    return sigs.select("doc_id", F.posexplode(keys).alias("band", "bucket"))
+
+
+@dataclass
+class Candidates:
+    pairs: DataFrame  # (a, b) with a < b, distinct
+    giant_buckets: DataFrame  # (band, bucket, size) above max_bucket_size
+
+
+def candidate_pairs(keys: DataFrame, cfg: DedupConfig) -> Candidates:
+    """Documents sharing a bucket in any band. Buckets over the cap are salted into chunks (pairs within a
+    chunk) and every member is also linked to the bucket's smallest doc_id: linear, not quadratic, edges."""
+    sizes = keys.groupBy("band", "bucket").agg(F.count(F.lit(1)).alias("size"), F.min("doc_id").alias("bucket_min"))
+    members = keys.join(sizes.filter(F.col("size") > 1), on=["band", "bucket"], how="inner")
+    chunks = F.ceil(F.col("size") / F.lit(cfg.max_bucket_size))
+    members = members.withColumn(
+        "salt", F.when(F.col("size") > cfg.max_bucket_size, F.pmod(F.xxhash64("doc_id"), chunks)).otherwise(F.lit(0))
+    )
+    left = members.select("band", "bucket", "salt", F.col("doc_id").alias("a"))
+    right = members.select("band", "bucket", "salt", F.col("doc_id").alias("b"))
+    within = left.join(right, on=["band", "bucket", "salt"], how="inner").filter(F.col("a") < F.col("b")).select("a", "b")
+    star = (
+        members.filter((F.col("size") > cfg.max_bucket_size) & (F.col("doc_id") != F.col("bucket_min")))
+        .select(F.col("bucket_min").alias("a"), F.col("doc_id").alias("b"))
+    )
+    giant = sizes.filter(F.col("size") > cfg.max_bucket_size).select("band", "bucket", "size")
+    return Candidates(within.unionByName(star).distinct(), giant)
+
+
+def signature_similarity(sig_a: Column, sig_b: Column, num_perm: int) -> Column:
+    """Share of equal signature positions (estimated Jaccard), with Spark higher-order functions."""
+    equal = F.zip_with(sig_a, sig_b, lambda x, y: F.when(x == y, 1).otherwise(0))
+    return F.aggregate(equal, F.lit(0), lambda acc, v: acc + v) / F.lit(float(num_perm))
+
+
+def verified_edges(pairs: DataFrame, sigs: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """Candidate pairs whose estimated Jaccard reaches the threshold: (a, b, similarity)."""
+    sa = sigs.select(F.col("doc_id").alias("a"), F.col("signature").alias("sig_a"))
+    sb = sigs.select(F.col("doc_id").alias("b"), F.col("signature").alias("sig_b"))
+    scored = pairs.join(sa, on="a", how="inner").join(sb, on="b", how="inner").select(
+        "a", "b", signature_similarity(F.col("sig_a"), F.col("sig_b"), cfg.num_perm).alias("similarity")
+    )
+    return scored.filter(F.col("similarity") >= F.lit(cfg.threshold))
+
+
+def _checkpoint(df: DataFrame) -> DataFrame:
+    """Cut the lineage each iteration: reliable checkpoint when a directory is set, else a local one."""
+    if df.sparkSession.sparkContext.getCheckpointDir():
+        return df.checkpoint(eager=True)
+    return df.localCheckpoint(eager=True)
+
+
+def connected_components(edges: DataFrame, max_iterations: int = 60) -> DataFrame:
+    """(a, b) undirected edges -> (node, root) with root = the smallest node of its component.
+
+    Alternating large-star / small-star: each step is a groupBy plus a join over the edge list, so the
+    work is spread over all partitions; O(log^2 n) rounds. Converged when the graph is a set of stars
+    (no edge's parent is itself a child). Every node with an edge is returned, roots included (root = node); isolated nodes are not.
+    """
+    e = edges.select(F.greatest("a", "b").alias("u"), F.least("a", "b").alias("v")).filter(F.col("u") != F.col("v"))
+    e = e.distinct()
+    for i in range(max_iterations):
+        e = _checkpoint(_small_star(_large_star(e)))
+        nested = e.alias("x").join(e.alias("y"), F.col("x.v") == F.col("y.u"), how="left_semi")
+        if nested.limit(1).count() == 0:
+            log.info("connected components converged after %d large/small-star rounds", i + 1)
+            break
+    else:
+        raise RuntimeError(f"connected components did not converge in {max_iterations} iterations")
+    leaves = e.select(F.col("u").alias("node"), F.col("v").alias("root"))
+    roots = e.select(F.col("v").alias("node"), F.col("v").alias("root")).distinct()
+    return leaves.unionByName(roots)
+
+
+def _large_star(e: DataFrame) -> DataFrame:
+    """For each node u: link every larger neighbour to min(N(u) ∪ {u}). Edges oriented (u > v)."""
+    sym = e.select("u", "v").unionByName(e.select(F.col("v").alias("u"), F.col("u").alias("v")))
+    m = sym.groupBy("u").agg(F.least(F.min("v"), F.col("u")).alias("m"))
+    return (
+        sym.filter(F.col("v") > F.col("u"))
+        .join(m, on="u", how="inner")
+        .select(F.col("v").alias("u"), F.col("m").alias("v"))
+        .filter(F.col("u") != F.col("v"))
+        .distinct()
+    )
+
+
+def _small_star(e: DataFrame) -> DataFrame:
+    """For each node u: link u and its smaller neighbours to the smallest of them. Edges oriented (u > v)."""
+    m = e.groupBy("u").agg(F.min("v").alias("m"))
+    joined = e.join(m, on="u", how="inner")
+    moved = joined.select(F.col("v").alias("u"), F.col("m").alias("v"))
+    own = m.select("u", F.col("m").alias("v"))
+    out = moved.unionByName(own).filter(F.col("u") != F.col("v"))
+    return out.select(F.greatest("u", "v").alias("u"), F.least("u", "v").alias("v")).distinct()
+
+
+def assign_keepers(
+    nodes: DataFrame, edges: DataFrame, cfg: DedupConfig
+) -> DataFrame:
+    """nodes(doc_id, signature, prio) + verified edges -> (doc_id, keeper_id, similarity).
+
+    Components are computed, a keeper chosen per component, and members whose estimated Jaccard to the
+    keeper is below the threshold are re-clustered among themselves (next round), so no document is
+    removed unless it is a near duplicate of the document that is kept in its place.
+    """
+    done: DataFrame | None = None
+    remaining = nodes.select("doc_id", "signature", "prio")
+    round_edges = edges.select("a", "b")
+    for round_no in range(cfg.max_split_rounds):
+        comps = connected_components(round_edges, cfg.cc_max_iterations)
+        linked = remaining.join(comps.withColumnRenamed("node", "doc_id"), on="doc_id", how="inner")
+        keeper = linked.groupBy("root").agg(F.min("prio").alias("kp"))
+        keeper = keeper.select("root", F.col("kp.p_doc_id").alias("keeper_id"))
+        ksig = remaining.select(F.col("doc_id").alias("keeper_id"), F.col("signature").alias("keeper_sig"))
+        scored = (
+            linked.join(keeper, on="root", how="inner")
+            .join(ksig, on="keeper_id", how="inner")
+            .withColumn(
+                "similarity",
+                F.when(F.col("doc_id") == F.col("keeper_id"), F.lit(1.0)).otherwise(
+                    signature_similarity(F.col("signature"), F.col("keeper_sig"), cfg.num_perm)
+                ),
+            )
+        )
+        scored = _checkpoint(scored.select("doc_id", "keeper_id", "similarity"))
+        close = scored.filter(F.col("similarity") >= F.lit(cfg.threshold))
+        far = scored.filter(F.col("similarity") < F.lit(cfg.threshold)).select("doc_id")
+        done = close if done is None else done.unionByName(close)
+        n_far = far.count()
+        log.info("dedup clustering round %d: %d members far from their keeper", round_no + 1, n_far)
+        if n_far == 0:
+            break
+        remaining = remaining.join(far, on="doc_id", how="left_semi")
+        fa = far.select(F.col("doc_id").alias("a"))
+        fb = far.select(F.col("doc_id").alias("b"))
+        round_edges = round_edges.join(fa, on="a", how="left_semi").join(fb, on="b", how="left_semi")
+    assert done is not None
+    # members still far after the last round keep themselves
+    linked_ids = done.select("doc_id")
+    rest = nodes.join(linked_ids, on="doc_id", how="left_anti").select(
+        "doc_id", F.col("doc_id").alias("keeper_id"), F.lit(1.0).alias("similarity")
+    )
+    return done.unionByName(rest)
+
+
+@dataclass
+class DedupResult:
+    """assignments: (doc_id, cluster_id, is_keeper, reason, similarity) for every input doc."""
+
+    assignments: DataFrame
+    giant_buckets: DataFrame
+    signatures: DataFrame
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def dedup_documents(
+    new_docs: DataFrame,
+    cfg: DedupConfig,
+    previous: DataFrame | None = None,
+) -> DedupResult:
+    """Cluster ``new_docs`` against themselves and ``previous`` (released keepers with stored signatures).
+
+    new_docs: doc_id, text, lang, char_count, quality_score (nullable).
+    previous: doc_id, norm_hash, signature, char_count, quality_score — signatures are not recomputed.
+    Returns one assignment row per new doc (previous docs are never reassigned).
+    """
+    check_banding(cfg)
+    quality = F.col("quality_score") if "quality_score" in new_docs.columns else F.lit(None).cast("double")
+    new = with_signatures(
+        new_docs.select("doc_id", "text", "lang", "char_count", quality.alias("quality_score")), cfg
+    ).withColumn("norm_hash", norm_hash(F.col("text")))
+    new_nodes = new.select(
+        "doc_id", "norm_hash", "signature", "shingle_count", "char_count", "quality_score",
+        F.lit(True).alias("is_new"),
+    )
+    nodes = new_nodes
+    if previous is not None:
+        nodes = nodes.unionByName(
+            previous.select(
+                "doc_id", "norm_hash", "signature", "shingle_count", "char_count", "quality_score",
+                F.lit(False).alias("is_new"),
+            )
+        )
+    nodes = nodes.withColumn(
+        "prio", priority(F.col("is_new"), F.col("quality_score"), F.col("char_count"), F.col("doc_id"))
+    )
+    nodes = _checkpoint(nodes)
+
+    reps_of = exact_groups(nodes)  # doc_id -> rep_id
+    reps = nodes.join(reps_of.filter(F.col("doc_id") == F.col("rep_id")).select("doc_id"), on="doc_id", how="left_semi")
+    cand = candidate_pairs(band_keys(reps, cfg), cfg)
+    edges = verified_edges(cand.pairs, reps, cfg)
+    # released docs were deduplicated against each other already: only links touching a new doc count
+    flags = reps.select("doc_id", "is_new")
+    edges = (
+        edges.join(flags.withColumnRenamed("doc_id", "a").withColumnRenamed("is_new", "a_new"), on="a", how="inner")
+        .join(flags.withColumnRenamed("doc_id", "b").withColumnRenamed("is_new", "b_new"), on="b", how="inner")
+        .filter(F.col("a_new") | F.col("b_new"))
+        .select("a", "b", "similarity")
+    )
+    edges = _checkpoint(edges)
+    near = assign_keepers(reps, edges, cfg)  # rep doc -> keeper doc
+
+    assigned = (
+        reps_of.join(near.withColumnRenamed("doc_id", "rep_id"), on="rep_id", how="inner")
+        .join(nodes.select("doc_id", "is_new"), on="doc_id", how="inner")
+        .filter(F.col("is_new"))
+    )
+    reason = (
+        F.when(F.col("doc_id") == F.col("keeper_id"), F.lit("keeper"))
+        .when(F.col("doc_id") != F.col("rep_id"), F.lit("exact_duplicate"))
+        .otherwise(F.lit("near_duplicate"))
+    )
+    assignments = assigned.select(
+        "doc_id",
+        F.col("keeper_id").alias("cluster_id"),
+        (F.col("doc_id") == F.col("keeper_id")).alias("is_keeper"),
+        reason.alias("reason"),
+        F.when(F.col("doc_id") != F.col("rep_id"), F.lit(1.0)).otherwise(F.col("similarity")).alias("similarity"),
+    )
+    return DedupResult(assignments, cand.giant_buckets, new_nodes)
+
+
+def mark_singletons(assignments: DataFrame) -> DataFrame:
+    """Keepers alone in their cluster get reason 'unique' instead of 'keeper'."""
+    sizes = assignments.groupBy("cluster_id").agg(F.count(F.lit(1)).alias("cluster_size"))
+    out = assignments.join(sizes, on="cluster_id", how="inner")
+    return out.withColumn(
+        "reason", F.when(F.col("is_keeper") & (F.col("cluster_size") == 1), F.lit("unique")).otherwise(F.col("reason"))
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# stats (small aggregates)
+# ---------------------------------------------------------------------------------------------------
+def _stat(metric: str, key: Column, value: Column, count: Column, sample: Column | None = None) -> list[Column]:
+    return [
+        F.lit(metric).alias("metric"),
+        key.cast("string").alias("key"),
+        value.cast("double").alias("value"),
+        count.cast("long").alias("count"),
+        (sample if sample is not None else F.lit(None).cast("string")).alias("sample"),
+    ]
+
+
+def size_bucket(size: Column) -> Column:
+    """Cluster size histogram bucket: 1, 2, 3-4, 5-8, 9-16, ... (powers of two)."""
+    lo = F.pow(F.lit(2), F.ceil(F.log2(size)) - 1).cast("long") + 1
+    hi = F.pow(F.lit(2), F.ceil(F.log2(size))).cast("long")
+    return (
+        F.when(size <= 2, size.cast("string"))
+        .otherwise(F.concat(F.lpad(lo.cast("string"), 6, "0"), F.lit("-"), hi.cast("string")))
+    )
+
+
+def dedup_stats(clusters: DataFrame, texts: DataFrame, giant: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """clusters(doc_id, cluster_id, is_keeper, reason, source) of one run -> (metric, key, value, count, sample).
+
+    ``texts`` (doc_id, text) only feeds the samples of the largest clusters.
+    """
+    total = F.count(F.lit(1))
+    removed = F.sum(F.when(~F.col("is_keeper"), 1).otherwise(0))
+    rates = clusters.agg(
+        total.alias("n"),
+        removed.alias("removed"),
+        F.sum(F.when(F.col("reason") == "exact_duplicate", 1).otherwise(0)).alias("exact"),
+        F.sum(F.when(F.col("reason") == "near_duplicate", 1).otherwise(0)).alias("near"),
+    )
+    n = F.greatest(F.col("n"), F.lit(1))
+    overall = rates.select(F.explode(F.array(
+        F.struct(*_stat("duplicate_rate", F.lit("all"), F.col("removed") / n, F.col("removed"))),
+        F.struct(*_stat("exact_duplicate_rate", F.lit("all"), F.col("exact") / n, F.col("exact"))),
+        F.struct(*_stat("near_duplicate_rate", F.lit("all"), F.col("near") / n, F.col("near"))),
+    )).alias("s")).select("s.*")
+    per_source = clusters.groupBy(F.coalesce("source", F.lit("?")).alias("src")).agg(
+        total.alias("n"), removed.alias("removed")
+    ).select(*_stat("source_duplicate_rate", F.col("src"), F.col("removed") / F.col("n"), F.col("n")))
+    sizes = clusters.groupBy("cluster_id").agg(total.alias("size"))
+    hist = sizes.groupBy(size_bucket(F.col("size")).alias("bucket")).agg(total.alias("clusters")).select(
+        *_stat("cluster_size_histogram", F.col("bucket"), F.col("clusters"), F.col("clusters"))
+    )
+    top = sizes.filter(F.col("size") > 1).orderBy(F.col("size").desc(), F.col("cluster_id")).limit(cfg.stats_top_clusters)
+    first_member = (
+        clusters.filter(~F.col("is_keeper")).groupBy("cluster_id").agg(F.min("doc_id").alias("member_id"))
+    )
+    snippet = F.substring(F.col("text"), 1, cfg.stats_sample_chars)
+    keeper_text = texts.select(F.col("doc_id").alias("cluster_id"), snippet.alias("keeper_text"))
+    member_text = texts.select(F.col("doc_id").alias("member_id"), snippet.alias("member_text"))
+    largest = (
+        top.join(first_member, on="cluster_id", how="left")
+        .join(keeper_text, on="cluster_id", how="left")
+        .join(member_text, on="member_id", how="left")
+        .select(*_stat(
+            "largest_cluster", F.col("cluster_id"), F.col("size"), F.col("size"),
+            F.concat_ws(" ||| ", F.concat(F.lit("keeper: "), F.col("keeper_text")),
+                        F.concat(F.lit("member: "), F.col("member_text"))),
+        ))
+    )
+    giants = giant.select(*_stat(
+        "giant_bucket", F.concat_ws(":", F.col("band"), F.col("bucket")), F.col("size"), F.col("size")
+    ))
+    return overall.unionByName(per_source).unionByName(hist).unionByName(largest).unionByName(giants)
+
+
+# ---------------------------------------------------------------------------------------------------
+# stage runner
+# ---------------------------------------------------------------------------------------------------
+DEDUP_INPUTS = ("scored_documents", "clean_documents", "documents")
+
+
+def newest_input(warehouse, candidates: tuple[str, ...] = DEDUP_INPUTS) -> str:  # type: ignore[no-untyped-def]
+    """The newest upstream table that exists (tables another stage has not registered yet count as absent)."""
+    from medcorpus.errors import TableMissingError
+
+    for name in candidates:
+        try:
+            if warehouse.exists(name):
+                return name
+        except KeyError:
+            continue
+    raise TableMissingError(f"dedup needs one of {', '.join(candidates)}; run normalize first")
+
+
+def run_dedup(ctx):  # type: ignore[no-untyped-def]
+    """Stage ``dedup``: pending docs of the newest input -> dedup_clusters, unique_documents, signatures, stats.
+
+    Incremental: documents already in dedup_clusters are not reprocessed; the new batch is compared with
+    itself and with the kept documents of earlier runs through their stored signatures.
+    """
+    from pyspark import StorageLevel
+
+    from medcorpus.runlog import StageReport, write_report
+
+    cfg: DedupConfig = ctx.config.dedup
+    check_banding(cfg)
+    wh = ctx.warehouse
+    report = StageReport("dedup")
+    source_table = newest_input(wh)
+    log.info("dedup reads %s (newest upstream table present)", source_table)
+    docs = wh.read(source_table)
+    pending = docs.join(wh.read_or_empty("dedup_clusters").select("doc_id"), on="doc_id", how="left_anti")
+    pending = pending.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        report.rows_in = pending.count()
+        if report.rows_in == 0:
+            for name in ("dedup_clusters", "unique_documents", "dedup_signatures"):
+                wh.ensure(name)
+            wh.mark_run("dedup_clusters", "dedup")
+            report.note = f"no new documents in {source_table}: skipped"
+            report.table_version = wh.version("dedup_clusters")
+            write_report(ctx.spark, wh, report.finish())
+            return report
+        params = signature_params(cfg)
+        kept = wh.read_or_empty("unique_documents").select("doc_id")
+        previous = (
+            wh.read_or_empty("dedup_signatures")
+            .filter(F.col("signature_params") == params)
+            .join(kept, on="doc_id", how="left_semi")
+        )
+        result = dedup_documents(pending, cfg, previous)
+        clusters = mark_singletons(result.assignments).join(
+            pending.select("doc_id", "source"), on="doc_id", how="inner"
+        ).withColumn("dedup_run_id", F.lit(ctx.run_id))
+        clusters = clusters.persist(StorageLevel.MEMORY_AND_DISK)
+        wh.merge_new_rows(
+            "dedup_signatures",
+            result.signatures.withColumn("signature_params", F.lit(params)).withColumn("dedup_run_id", F.lit(ctx.run_id)),
+            stage="dedup",
+        )
+        wh.merge_new_rows("dedup_clusters", clusters, stage="dedup")
+        quality = F.col("quality_score") if "quality_score" in pending.columns else F.lit(None).cast("double")
+        keepers = (
+            pending.withColumn("quality_score", quality)
+            .join(clusters.filter(F.col("is_keeper")).select("doc_id", "cluster_size"), on="doc_id", how="inner")
+            .withColumn("dedup_run_id", F.lit(ctx.run_id))
+        )
+        wh.merge_new_rows("unique_documents", keepers, stage="dedup")
+        by_reason = {
+            r["reason"]: int(r["n"])
+            for r in clusters.groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()
+        }
+        stats = dedup_stats(clusters, pending.select("doc_id", "text"), result.giant_buckets, cfg)
+        stats = stats.withColumn("run_id", F.lit(ctx.run_id))
+        wh.merge_new_rows("dedup_stats", stats, stage="dedup")
+        _log_stats(stats)
+        clusters.unpersist()
+    finally:
+        pending.unpersist()
+    report.rows_out = by_reason.get("keeper", 0) + by_reason.get("unique", 0)
+    report.rows_removed = by_reason.get("exact_duplicate", 0) + by_reason.get("near_duplicate", 0)
+    report.removed_by_reason = {k: v for k, v in by_reason.items() if k in ("exact_duplicate", "near_duplicate") and v}
+    report.table_version = wh.version("dedup_clusters")
+    report.note = f"input {source_table}; {previous_note(previous)}"
+    write_report(ctx.spark, wh, report.finish())
+    return report
+
+
+def previous_note(previous: DataFrame) -> str:
+    n = previous.count()
+    return f"compared against {n} previously kept documents (stored signatures)" if n else "first batch"
+
+
+def _log_stats(stats: DataFrame) -> None:
+    rows = stats.filter(F.col("metric") != "source_duplicate_rate").orderBy("metric", "key").collect()  # small
+    for r in rows:
+        extra = f" | {r['sample'][:120]}" if r["sample"] else ""
+        log.info("dedup stat %s[%s] = %.4g (n=%s)%s", r["metric"], r["key"], r["value"], r["count"], extra)
+    for r in stats.filter(F.col("metric") == "source_duplicate_rate").orderBy(F.col("value").desc()).limit(20).collect():
+        log.info("dedup duplicate rate of source %s = %.3f (n=%s)", r["key"], r["value"], r["count"])
