@@ -167,3 +167,12 @@ def test_fuzz_any_bytes_never_raise_and_every_record_is_accounted(tmp_path, payl
             assert r.reason
         if r.status == OK:
             assert r.text and r.text.strip()
+
+
+def test_blank_lines_only_jsonl_is_an_empty_file_not_nothing(tmp_path):
+    path = tmp_path / "blank.jsonl"
+    path.write_bytes(b"\n \r\n\t\n")
+    assert [(r.status, r.reason) for r in records(path, "jsonl")] == [(QUARANTINE, "empty_file")]
+    gz = tmp_path / "blank.jsonl.gz"
+    gz.write_bytes(gzip.compress(b"\n\n"))
+    assert [r.reason for r in records(gz, "jsonl")] == ["empty_file"]

@@ -265,8 +265,8 @@ def read_jsonl(uri: str, limits: ReaderLimits) -> Iterator[Record]:
                 if not line:
                     break
                 line_no += 1
-                seen_any = True
                 if too_long:
+                    seen_any = True
                     yield Record(
                         QUARANTINE, line_no, reason="too_large",
                         detail=f"line longer than max_line_bytes={limits.max_line_bytes}",
@@ -277,6 +277,7 @@ def read_jsonl(uri: str, limits: ReaderLimits) -> Iterator[Record]:
                     line = line.removeprefix(codecs.BOM_UTF8)
                 if not line.strip():
                     continue  # blank separator lines are not records
+                seen_any = True  # a file of blank lines only is quarantined as empty, not dropped unseen
                 yield parse_json_record(line, line_no, encoding, limits)
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
             yield Record(
