@@ -1,0 +1,315 @@
+"""Stage ``filter``: every rule keeps a good document and removes a bad one (zh and en), PII redaction
+with no false positive on medical numbers, attribution and run_log reconciliation."""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import functions as F
+
+from medcorpus import filters
+from medcorpus.config import REPO_ROOT, FilterConfig
+
+# ---------------------------------------------------------------------------------------------------
+# documents
+# ---------------------------------------------------------------------------------------------------
+GOOD_ZH = (
+    "高血压是最常见的慢性病之一，也是心脑血管病最主要的危险因素。\n"
+    "患者应低盐饮食，每日食盐摄入量不超过5克，并保持规律运动。\n"
+    "常用降压药物包括钙通道阻滞剂、血管紧张素转换酶抑制剂和利尿剂。\n"
+    "服药期间应定期监测血压，如出现头晕、乏力等不适，应及时就医。\n"
+    "老年患者起床时动作宜缓慢，以防体位性低血压导致跌倒。\n"
+    "\n"
+    "糖尿病患者合并高血压时，血压控制目标一般为130/80毫米汞柱以下。"
+)
+GOOD_EN = (
+    "High blood pressure is one of the most common chronic conditions and a major risk factor for stroke.\n"
+    "Patients should limit salt to less than five grams a day and keep up regular physical activity.\n"
+    "Common medicines include calcium channel blockers, ACE inhibitors and thiazide diuretics.\n"
+    "Blood pressure should be checked regularly while on treatment, and dizziness reported to a doctor.\n"
+    "Older adults should stand up slowly to avoid falls caused by orthostatic hypotension.\n"
+    "\n"
+    "In people with diabetes the usual target is below 130/80 mmHg."
+)
+# clinical wording that the sensitive-content lexicons must not touch
+CLINICAL_ZH = (
+    "阴道炎是妇科常见病，性交后出血应排除宫颈病变。患者自述曾有轻生念头，需评估自杀风险。"
+    "药物过量可导致死亡，杀菌剂可杀死细菌。外伤后大量出血时应立即压迫止血并送医。"
+)
+CLINICAL_EN = (
+    "Vaginal discharge after sexual intercourse should be examined. Assess suicide risk in depressed patients. "
+    "An overdose of acetaminophen can kill liver cells; antibiotics kill bacteria. Gunshot wounds need surgery."
+)
+LONG_VARIED_EN = (
+    "Asthma is a chronic disease of the airways in which inflammation narrows the bronchi and makes breathing "
+    "difficult, especially at night or after exercise, and attacks may be triggered by pollen, dust mites, "
+    "smoke, cold air or respiratory infections that irritate sensitive airways."
+)
+LONG_VARIED_ZH = (
+    "哮喘是一种气道慢性炎症性疾病，表现为反复发作的喘息、气急、胸闷或咳嗽，常在夜间和清晨发作或加重，"
+    "多数患者可自行缓解或经治疗后缓解，诱发因素包括花粉、尘螨、烟雾、冷空气和呼吸道感染等。"
+)
+
+BAD: dict[str, tuple[str, str]] = {
+    # rule: (zh document, en document)
+    "too_short": ("头痛怎么办？", "Headache remedies?"),
+    "too_long": (GOOD_ZH * 15, GOOD_EN * 15),
+    "mojibake": (GOOD_ZH.replace("，", "锟斤拷", 4), GOOD_EN.replace("e", "Ã©", 12)),
+    "special_chars": (GOOD_ZH.replace("，", "★★★#"), GOOD_EN.replace(" ", " ### ", 40)),
+    "digits": (
+        "编号：1023 4482 5591 2307 8841 3329 0012 7745，批次 88231 99201 44812。",
+        "Codes 10234482 55912307 88413329 00127745 88231 99201 44812 5512 for the batch were logged today.",
+    ),
+    "short_lines": (
+        "首页\n新闻\n关于\n联系\n产品\n服务\n帮助\n登录\n注册\n地图\n招聘\n投诉",
+        "Home page\nAbout us\nOur news\nContact form\nProducts list\nServices offered\nGet help\nLog in\n"
+        "Sign up\nSite map\nCareers page\nPress room",
+    ),
+    "no_end_punct": (
+        "心内科专家门诊时间安排表\n消化内科专家门诊时间安排\n呼吸内科专家门诊时间表格\n"
+        "神经内科专家门诊时间安排\n内分泌科专家门诊时间安排",
+        "Cardiology outpatient clinic schedule for this week\nGastroenterology outpatient clinic schedule this month\n"
+        "Respiratory medicine clinic opening hours and locations\nNeurology clinic schedule with consultant names\n"
+        "Endocrinology clinic schedule and contact details",
+    ),
+    "dup_lines": (
+        "请按时服药，每日三次。\n多喝水，注意休息。\n请按时服药，每日三次。\n请按时服药，每日三次。\n避免熬夜和饮酒。\n请按时服药，每日三次。",
+        "Take the tablets three times a day.\nDrink plenty of water.\nTake the tablets three times a day.\n"
+        "Take the tablets three times a day.\nAvoid alcohol and late nights.\nTake the tablets three times a day.",
+    ),
+    "dup_line_chars": (
+        "\n".join([LONG_VARIED_ZH, "一、概述。", LONG_VARIED_ZH, "二、病因。", "三、症状。", LONG_VARIED_ZH,
+                   "四、诊断。", "五、治疗。", "六、预防。", "七、预后。", "八、护理。"]),
+        "\n".join([LONG_VARIED_EN, "One: overview.", LONG_VARIED_EN, "Two: causes.", "Three: symptoms.",
+                   LONG_VARIED_EN, "Four: diagnosis.", "Five: treatment.", "Six: prevention.", "Seven: outlook.",
+                   "Eight: care."]),
+    ),
+    "dup_paragraphs": (
+        GOOD_ZH.split("\n\n")[0] + "\n\n相关阅读：哮喘。\n\n相关阅读：哮喘。",
+        GOOD_EN.split("\n\n")[0] + "\n\nSee also: asthma.\n\nSee also: asthma.",
+    ),
+    "top_2gram": (
+        "".join(f"高血压病{c}" for c in "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥天地玄黄宇宙洪荒") + "。",
+        " ".join(f"blood pressure {w}" for w in "a b c d e f g h i j k l m n o p q r s t u v w x y z".split()) + ".",
+    ),
+    "dup_5gram": (LONG_VARIED_ZH + LONG_VARIED_ZH, LONG_VARIED_EN + " " + LONG_VARIED_EN),
+    "ads": (
+        GOOD_ZH + "\n加微信领取优惠券，点击购买，全国包邮！",
+        GOOD_EN + "\nClick here to buy now with free shipping and this promo code.",
+    ),
+    "toxic": (GOOD_ZH + "\n你这个傻逼，操你妈。", GOOD_EN + "\nYou stupid idiot, fuck off, piece of shit."),
+    "porn": (GOOD_ZH + "\n同城约炮，裸聊视频，成人网站。", GOOD_EN + "\nFree porn, hot singles and adult videos here."),
+    "violence": (GOOD_ZH + "\n我要砍死你，杀你全家。", GOOD_EN + "\nI will kill you, and I know how to make a pipe bomb."),
+    "gambling": (
+        GOOD_ZH + "\n网上赌博百家乐，注册送彩金。",
+        GOOD_EN + "\nOnline casino with free spins and a no deposit bonus.",
+    ),
+}
+GOOD = {"good": (GOOD_ZH, GOOD_EN), "clinical": (CLINICAL_ZH, CLINICAL_EN), "varied": (LONG_VARIED_ZH, LONG_VARIED_EN)}
+
+
+def _rule_config() -> FilterConfig:
+    """Defaults, with maximum lengths a test can reach."""
+    return FilterConfig(zh_max_chars=2000, en_max_words=400)
+
+
+def _docs(spark, items: dict[str, tuple[str, str]]):
+    rows = []
+    for name, (zh, en) in items.items():
+        rows += [(f"{name}-zh", "zh", zh), (f"{name}-en", "en", en)]
+    return spark.createDataFrame(rows, "doc_id string, lang string, text string")
+
+
+@pytest.fixture(scope="module")
+def decided(spark):
+    cfg = _rule_config()
+    df = _docs(spark, {**BAD, **GOOD})
+    rows = filters.filter_documents(df, cfg).select("doc_id", "filter_rule", "filter_value", "signals").collect()
+    return {r["doc_id"]: r for r in rows}
+
+
+@pytest.mark.parametrize("rule", sorted(BAD))
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_each_rule_removes_its_bad_document(decided, rule, lang):
+    row = decided[f"{rule}-{lang}"]
+    assert row["filter_rule"] == rule, {k: v for k, v in row["signals"].items() if v}
+    assert row["filter_value"] is not None
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_good_and_clinical_documents_are_kept(decided, name, lang):
+    row = decided[f"{name}-{lang}"]
+    assert row["filter_rule"] is None, {k: v for k, v in row["signals"].items() if v}
+
+
+def test_every_configured_rule_is_covered_by_a_test():
+    families = {r if not r[-4:] == "gram" else r.split("_")[0] + "_Ngram" for r in filters.rule_names(_rule_config())}
+    tested = {r if not r.endswith("gram") else r.split("_")[0] + "_Ngram" for r in BAD}
+    assert families == tested
+
+
+# ---------------------------------------------------------------------------------------------------
+# n-gram repetition (pure Python, Gopher definitions)
+# ---------------------------------------------------------------------------------------------------
+def test_zh_repetition_units_are_characters_without_punctuation():
+    assert filters.repetition_units("高血压， 病。", english=False, max_tokens=100) == ["高", "血", "压", "病"]
+    assert filters.repetition_units("Blood-pressure, HIGH!", english=True, max_tokens=100) == ["blood", "pressure", "high"]
+
+
+@pytest.mark.parametrize("n", [5, 6, 7, 8, 9, 10])
+def test_dup_ngram_fraction_of_a_text_pasted_twice_is_half(n):
+    units = [f"w{i}" for i in range(60)]
+    assert filters.dup_ngram_char_frac(units, n) == pytest.approx(0.0)
+    assert filters.dup_ngram_char_frac(units + units, n) == pytest.approx(0.5, abs=0.06)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_top_ngram_fraction(n):
+    units = ["a", "b"] * 10 + [f"x{i}" for i in range(20)]
+    assert filters.top_ngram_char_frac([f"x{i}" for i in range(40)], n) == 0.0
+    assert filters.top_ngram_char_frac(units, n) > 0.2
+
+
+# ---------------------------------------------------------------------------------------------------
+# PII
+# ---------------------------------------------------------------------------------------------------
+def luhn_complete(prefix: str) -> str:
+    """prefix + the Luhn check digit."""
+    for d in "0123456789":
+        digits = [int(c) for c in prefix + d][::-1]
+        total = sum(x if i % 2 == 0 else (x * 2 - 9 if x * 2 > 9 else x * 2) for i, x in enumerate(digits))
+        if total % 10 == 0:
+            return prefix + d
+    raise AssertionError
+
+
+BANK = luhn_complete("621700123456789012")  # 19-digit UnionPay-style
+PII_CASES = [
+    ("联系电话13912345678，请尽快回电。", "联系电话<PHONE>，请尽快回电。", {"PHONE": 1}),
+    ("手机：+86 139 1234 5678。", "手机：<PHONE>。", {"PHONE": 1}),
+    ("科室电话010-62345678，急诊(0755)23456789。", "科室电话<LANDLINE>，急诊<LANDLINE>。", {"LANDLINE": 2}),
+    ("身份证号11010519491231002X，家属440308199901011234。", "身份证号<ID_CARD>，家属<ID_CARD>。", {"ID_CARD": 2}),
+    (f"退款至银行卡{BANK}，或4111 1111 1111 1111。", "退款至银行卡<BANK_CARD>，或<BANK_CARD>。", {"BANK_CARD": 2}),
+    ("Email john.doe+clinic@example.org for results.", "Email <EMAIL> for results.", {"EMAIL": 1}),
+    ("Server 192.168.10.254 logged it.", "Server <IP> logged it.", {"IP": 1}),
+    ("Fetch https://admin:s3cr3t@db.example.com/x now.", "Fetch https://<URL_CREDENTIALS>@db.example.com/x now.",
+     {"URL_CREDENTIALS": 1}),
+    ("Call (555) 234-5678 or +1 415-555-2671, or 1-800-422-6237.", "Call <PHONE> or <PHONE>, or <PHONE>.",
+     {"PHONE_EN": 3}),
+]
+# ordinary medical numbers that must come out unchanged
+NOT_PII = [
+    "阿莫西林0.5g，每日3次，连用7天；布洛芬缓释胶囊300mg bid，儿童每次5-10mg/kg。",
+    "2023-01-15入院，2023年1月20日出院，2023.01.25复诊，随访至2024/03/01。",
+    "诊断：2型糖尿病（ICD-10: E11.9），高血压（I10），哮喘J45.909，ICD-9 250.00，CPT 99213。",
+    "血压120/80mmHg，心率76次/分，WBC 12.5×10^9/L，Hb 135g/L，HbA1c 7.2%，血糖6.1mmol/L，eGFR 90mL/min/1.73m2。",
+    "Take 1-2 tablets every 4-6 hours, max 4 g per day; 0.1-0.2 mg/kg; reference range 3.5-5.5 mmol/L.",
+    "PMID: 12345678, doi:10.1056/NEJMoa2034577, NCT04368728, platelets 150-400 x 10^9/L, section 1.2.3.4.",
+    "国药准字H20055465，批号20230115，规格0.25g×24粒，样本编号20230115123456，订单1234567890123456。",
+    "身份证号110105194912310021（校验位错误），卡号4111111111111112（Luhn错误），时间08:30-12:00，稀释1:1000。",
+    "Visit on 01/15/2023 at 10:30; BP 135/85; glucose 7.8 mmol/L at 2 h; ratio 1:40; 3.14159265358979.",
+]
+
+
+@pytest.fixture(scope="module")
+def redacted(spark):
+    texts = [t for t, _, _ in PII_CASES] + NOT_PII
+    df = spark.createDataFrame([(str(i), t) for i, t in enumerate(texts)], "doc_id string, text string")
+    rows = filters.redact_pii(df, FilterConfig()).orderBy(F.col("doc_id").cast("int")).collect()
+    return [(r["text"], dict(r["pii_counts"])) for r in rows]
+
+
+@pytest.mark.parametrize("i", range(len(PII_CASES)))
+def test_each_pii_type_is_redacted_and_counted(redacted, i):
+    _, expected_text, expected_counts = PII_CASES[i]
+    assert redacted[i] == (expected_text, expected_counts)
+
+
+@pytest.mark.parametrize("j", range(len(NOT_PII)))
+def test_medical_numbers_are_not_redacted(redacted, j):
+    assert redacted[len(PII_CASES) + j] == (NOT_PII[j], {})
+
+
+def test_all_pii_types_are_tested():
+    assert {t for _, _, counts in PII_CASES for t in counts} == set(FilterConfig().pii_types)
+
+
+# ---------------------------------------------------------------------------------------------------
+# lexicons are data: a user folder extends a category
+# ---------------------------------------------------------------------------------------------------
+def test_user_lexicon_folder_extends_a_category(spark, tmp_path):
+    (tmp_path / "gambling.zh.txt").write_text("# my list\n斗地主赢钱\n", encoding="utf-8")
+    cfg = FilterConfig(lexicon_dirs=(str(REPO_ROOT / "lexicons"), str(tmp_path)))
+    assert "斗地主赢钱" in filters.load_lexicon(cfg, "gambling")["zh"]
+    assert "百家乐" in filters.load_lexicon(cfg, "gambling")["zh"]
+    df = spark.createDataFrame([("x", "zh", GOOD_ZH + "\n斗地主赢钱，斗地主赢钱！")], "doc_id string, lang string, text string")
+    assert filters.filter_documents(df, cfg).first()["filter_rule"] == "gambling"
+    assert filters.filter_documents(df, FilterConfig()).first()["filter_rule"] is None
+
+
+def test_missing_lexicon_names_the_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nosuch.zh.txt"):
+        filters.load_lexicon(FilterConfig(lexicon_dirs=(str(tmp_path),)), "nosuch")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the stage: tables, attribution, run_log, idempotent rerun, --explain
+# ---------------------------------------------------------------------------------------------------
+def _documents(spark, items: dict[str, str]):
+    from medcorpus.normalize import token_estimate
+    from medcorpus.config import NormalizeConfig
+
+    rows = [(doc_id, lang_of(doc_id), text) for doc_id, text in items.items()]
+    df = spark.createDataFrame(rows, "doc_id string, lang string, text string")
+    return (
+        df.withColumn("source", F.lit("test")).withColumn("source_file", F.lit("test.jsonl"))
+        .withColumn("source_format", F.lit("jsonl")).withColumn("url", F.lit(None).cast("string"))
+        .withColumn("title", F.lit(None).cast("string")).withColumn("meta", F.lit(None).cast("string"))
+        .withColumn("lang_confidence", F.lit(1.0)).withColumn("t2s_converted", F.lit(False))
+        .withColumn("char_count", F.char_length("text").cast("long"))
+        .withColumn("token_estimate", token_estimate(F.col("text"), NormalizeConfig()))
+        .withColumn("text_hash", F.sha2("text", 256)).withColumn("normalize_run_id", F.lit("n1"))
+    )
+
+
+def lang_of(doc_id: str) -> str:
+    return doc_id.rsplit("-", 1)[1]
+
+
+def test_stage_writes_tables_attributes_removals_and_reconciles(spark, make_config):
+    from medcorpus.runner import PIPELINE_STAGES, RunContext
+
+    names = [n for n, _ in PIPELINE_STAGES]
+    assert names.index("filter") == names.index("normalize") + 1
+
+    items = {
+        "good-zh": GOOD_ZH + "\n联系电话13912345678。", "good-en": GOOD_EN + "\nEmail a.b@example.org today.",
+        "short-zh": BAD["too_short"][0], "short-en": BAD["too_short"][1],
+        "casino-en": BAD["gambling"][1], "dup-zh": BAD["dup_lines"][0],
+    }
+    ctx = RunContext.create(spark, make_config("run_id=f1"))
+    ctx.warehouse.merge_new_rows("documents", _documents(spark, items), stage="normalize")
+    report = filters.run_filter(ctx)
+    assert (report.rows_in, report.rows_out, report.rows_removed) == (6, 2, 4)
+    assert report.removed_by_reason == {"too_short": 2, "gambling": 1, "dup_lines": 1}
+    assert report.note == "pii redacted: EMAIL=1, PHONE=1"
+
+    clean = {r["doc_id"]: r for r in ctx.warehouse.read("clean_documents").collect()}
+    assert set(clean) == {"good-zh", "good-en"}
+    assert clean["good-zh"]["text"].endswith("联系电话<PHONE>。") and clean["good-zh"]["pii_counts"] == {"PHONE": 1}
+    assert clean["good-zh"]["char_count"] == len(clean["good-zh"]["text"])
+    out = {r["doc_id"]: (r["rule"], r["value"]) for r in ctx.warehouse.read("filtered_out").collect()}
+    assert out == {"short-zh": ("too_short", 6.0), "short-en": ("too_short", 2.0),
+                   "casino-en": ("gambling", pytest.approx(out["casino-en"][1])), "dup-zh": ("dup_lines", 0.5)}
+
+    log_row = ctx.warehouse.read("run_log").filter("stage = 'filter'").first()
+    assert log_row["rows_in"] == log_row["rows_out"] + log_row["rows_quarantined"] + log_row["rows_removed"]
+    assert sum(log_row["removed_by_reason"].values()) == log_row["rows_removed"]
+
+    again = filters.run_filter(RunContext.create(spark, make_config("run_id=f2")))
+    assert (again.rows_in, again.rows_out) == (0, 0)
+    assert ctx.warehouse.read("clean_documents").count() == 2
+
+    text = filters.explain_document(ctx, "dup-zh")
+    assert "verdict=removed by dup_lines" in text
+    assert all(name in text for name in filters.rule_names(ctx.config.filter))
