@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -435,7 +435,7 @@ class DedupResult:
     assignments: DataFrame
     giant_buckets: DataFrame
     signatures: DataFrame
-    extra: dict[str, object] = field(default_factory=dict)
+    edges: DataFrame | None = None  # verified (a, b, similarity) between exact-group representatives
 
 
 def dedup_documents(
@@ -503,7 +503,7 @@ def dedup_documents(
         reason.alias("reason"),
         F.when(F.col("doc_id") != F.col("rep_id"), F.lit(1.0)).otherwise(F.col("similarity")).alias("similarity"),
     )
-    return DedupResult(assignments, cand.giant_buckets, new_nodes)
+    return DedupResult(assignments, cand.giant_buckets, new_nodes, edges)
 
 
 def mark_singletons(assignments: DataFrame) -> DataFrame:
@@ -643,8 +643,9 @@ def run_dedup(ctx):  # type: ignore[no-untyped-def]
             .join(kept, on="doc_id", how="left_semi")
         )
         result = dedup_documents(pending, cfg, previous)
+        source = F.col("source") if "source" in pending.columns else F.lit(None).cast("string")
         clusters = mark_singletons(result.assignments).join(
-            pending.select("doc_id", "source"), on="doc_id", how="inner"
+            pending.select("doc_id", source.alias("source")), on="doc_id", how="inner"
         ).withColumn("dedup_run_id", F.lit(ctx.run_id))
         clusters = clusters.persist(StorageLevel.MEMORY_AND_DISK)
         wh.merge_new_rows(
@@ -653,9 +654,8 @@ def run_dedup(ctx):  # type: ignore[no-untyped-def]
             stage="dedup",
         )
         wh.merge_new_rows("dedup_clusters", clusters, stage="dedup")
-        quality = F.col("quality_score") if "quality_score" in pending.columns else F.lit(None).cast("double")
         keepers = (
-            pending.withColumn("quality_score", quality)
+            with_optional_columns(pending, wh)
             .join(clusters.filter(F.col("is_keeper")).select("doc_id", "cluster_size"), on="doc_id", how="inner")
             .withColumn("dedup_run_id", F.lit(ctx.run_id))
         )
@@ -678,6 +678,16 @@ def run_dedup(ctx):  # type: ignore[no-untyped-def]
     report.note = f"input {source_table}; {previous_note(previous)}"
     write_report(ctx.spark, wh, report.finish())
     return report
+
+
+def with_optional_columns(docs: DataFrame, wh) -> DataFrame:  # type: ignore[no-untyped-def]
+    """Nullable unique_documents columns the input table may lack (e.g. scores when classify has not run)."""
+    from medcorpus.registry import table_spec
+
+    for f in table_spec("unique_documents").schema.fields:
+        if f.nullable and f.name not in docs.columns:
+            docs = docs.withColumn(f.name, F.lit(None).cast(f.dataType))
+    return docs
 
 
 def previous_note(previous: DataFrame) -> str:

@@ -1,0 +1,207 @@
+"""Dedup speed and quality: medcorpus (Spark, this session's cores) beside datasketch's MinHashLSH (single
+process) and datatrove's MinHash pipeline (LocalPipelineExecutor, same number of workers) on the same
+real-corpus sample (bench/dedup_corpus.py), plus medcorpus at 1x/2x/4x/8x sizes.
+
+Quality is measured against the brute-force exact Jaccard of medcorpus's shingles (>= threshold):
+``pairs`` = verified duplicate pairs (medcorpus) or LSH candidate pairs (datasketch); ``cluster_pairs`` =
+every pair of documents put in the same cluster (all three tools; datatrove exposes only clusters).
+
+    .venv/bin/python bench/run.py --only dedup            # full sizes
+    .venv/bin/python bench/run.py --only dedup --quick    # smoke
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import struct
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from dedup_corpus import build_corpus, lang_of, pair_scores, true_pairs  # noqa: E402
+
+SHARED = Path(os.environ.get("MEDCORPUS_SHARED_DATA", HERE.parents[1] / "shared" / "data"))
+
+
+def _cluster_pairs(labels: dict[str, str]) -> set[tuple[str, str]]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for doc, label in labels.items():
+        groups[label].append(doc)
+    return {(a, b) for g in groups.values() for a, b in itertools.combinations(sorted(g), 2)}
+
+
+def _union_find(ids: list[str], pairs: set[tuple[str, str]]) -> dict[str, str]:
+    parent = {i: i for i in ids}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {i: find(i) for i in ids}
+
+
+def run_medcorpus(spark, corpus, cfg, workdir: Path) -> dict:
+    from medcorpus.dedup import dedup_documents
+
+    src = workdir / "corpus.parquet"
+    if not src.exists():
+        import pandas as pd
+
+        df = pd.DataFrame(corpus, columns=["doc_id", "source", "text"])
+        df["lang"] = [lang_of(t) for t in df["text"]]
+        df["char_count"] = df["text"].str.len()
+        df.to_parquet(src, index=False)
+    t0 = time.perf_counter()
+    docs = spark.read.parquet(str(src)).repartition(spark.sparkContext.defaultParallelism * 4)
+    result = dedup_documents(docs, cfg)
+    out = workdir / "assignments.parquet"
+    result.assignments.write.mode("overwrite").parquet(str(out))
+    seconds = time.perf_counter() - t0
+    edges = {(r["a"], r["b"]) for r in result.edges.select("a", "b").collect()}  # small: the duplicates
+    labels = {r["doc_id"]: r["cluster_id"] for r in spark.read.parquet(str(out)).select("doc_id", "cluster_id").collect()}
+    removed = sum(1 for d, c in labels.items() if d != c)
+    return {"seconds": seconds, "pairs": edges, "labels": labels, "removed": removed}
+
+
+def run_datasketch(corpus, cfg) -> dict:
+    from datasketch import MinHash, MinHashLSH
+
+    from medcorpus.dedup import _SPACE, _WORD
+
+    t0 = time.perf_counter()
+    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+    sigs = {}
+    for doc_id, _, text in corpus:
+        if lang_of(text) == "zh":
+            s = _SPACE.sub("", text.lower())
+            grams = {s[i : i + cfg.zh_shingle_chars] for i in range(max(1, len(s) - cfg.zh_shingle_chars + 1))}
+        else:
+            w = _WORD.findall(text.lower())
+            grams = {" ".join(w[i : i + cfg.en_shingle_words]) for i in range(max(1, len(w) - cfg.en_shingle_words + 1))}
+        m = MinHash(num_perm=cfg.num_perm, seed=1)
+        m.update_batch([g.encode("utf-8") for g in grams])
+        lsh.insert(doc_id, m)
+        sigs[doc_id] = m
+    pairs = set()
+    for doc_id, m in sigs.items():
+        for other in lsh.query(m):
+            if other != doc_id:
+                pairs.add((min(doc_id, other), max(doc_id, other)))
+    seconds = time.perf_counter() - t0
+    labels = _union_find([d for d, _, _ in corpus], pairs)
+    return {"seconds": seconds, "pairs": pairs, "labels": labels, "removed": sum(1 for d, c in labels.items() if d != c)}
+
+
+def run_datatrove(corpus, cfg, workdir: Path, workers: int) -> dict:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupSignature
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.pipeline.readers import JsonlReader
+
+    base = workdir / "datatrove"
+    shutil.rmtree(base, ignore_errors=True)
+    (base / "input").mkdir(parents=True)
+    shards = [corpus[i::workers] for i in range(workers)]
+    for i, shard in enumerate(shards):
+        with (base / "input" / f"{i:05d}.jsonl").open("w", encoding="utf-8") as fh:
+            for doc_id, _, text in shard:
+                fh.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
+    mcfg = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8)  # datatrove's defaults (~0.7-0.75)
+    t0 = time.perf_counter()
+    reader = JsonlReader(str(base / "input"))
+    LocalPipelineExecutor(
+        pipeline=[reader, MinhashDedupSignature(output_folder=str(base / "sigs"), config=mcfg)],
+        tasks=workers, workers=workers, logging_dir=str(base / "logs/sigs"),
+    ).run()
+    LocalPipelineExecutor(
+        pipeline=[MinhashDedupBuckets(input_folder=str(base / "sigs"), output_folder=str(base / "buckets"), config=mcfg)],
+        tasks=mcfg.num_buckets, workers=workers, logging_dir=str(base / "logs/buckets"),
+    ).run()
+    LocalPipelineExecutor(
+        pipeline=[MinhashDedupCluster(input_folder=str(base / "buckets"), output_folder=str(base / "remove"),
+                                      config=mcfg, save_cluster_id=True)],
+        tasks=1, workers=1, logging_dir=str(base / "logs/cluster"),
+    ).run()
+    seconds = time.perf_counter() - t0
+    labels = {d: d for d, _, _ in corpus}
+    for path in sorted((base / "remove").glob("*.clusters")):
+        shard = shards[int(path.name.split(".")[0])]
+        data = path.read_bytes()
+        for doc, cluster in struct.iter_unpack("<2I", data):
+            labels[shard[doc][0]] = f"c{cluster}"
+    removed = sum(len(p.read_bytes()) // 4 for p in (base / "remove").glob("*.remove"))
+    return {"seconds": seconds, "pairs": None, "labels": labels, "removed": removed}
+
+
+def _figures(name: str, res: dict, corpus, truth, chars: int) -> dict:
+    out = {
+        "seconds": round(res["seconds"], 2),
+        "docs_per_s": round(len(corpus) / res["seconds"], 1),
+        "chars_per_s": round(chars / res["seconds"]),
+        "removed": res["removed"],
+        "cluster_pairs": pair_scores(_cluster_pairs(res["labels"]), truth),
+    }
+    if res["pairs"] is not None:
+        out["pairs"] = pair_scores(res["pairs"], truth)
+    print(f"  {name}: {out}", file=sys.stderr, flush=True)
+    return out
+
+
+def run(spark, args) -> dict:
+    from medcorpus.config import DedupConfig
+
+    cfg = DedupConfig()
+    base_docs = 400 if args.quick else 2000
+    cores = spark.sparkContext.defaultParallelism
+    work = Path(tempfile.mkdtemp(prefix="bench_dedup_"))
+    results: dict = {"config": cfg.model_dump(), "cores": cores, "base_docs": base_docs}
+    try:
+        # side by side on one corpus (the 2x size)
+        corpus = build_corpus(SHARED, base_docs * 2)
+        chars = sum(len(t) for _, _, t in corpus)
+        truth = true_pairs(corpus, cfg)
+        results["compare"] = {"docs": len(corpus), "chars": chars, "true_pairs": len(truth)}
+        (work / "cmp").mkdir()
+        (work / "warm").mkdir()
+        run_medcorpus(spark, corpus[:200], cfg, work / "warm")  # Python workers and JIT warm-up, untimed
+        med = _figures("medcorpus", run_medcorpus(spark, corpus, cfg, work / "cmp"), corpus, truth, chars)
+        ds = _figures("datasketch", run_datasketch(corpus, cfg), corpus, truth, chars)
+        results["compare"].update({"medcorpus": med, "datasketch": ds})
+        try:
+            dt = _figures("datatrove", run_datatrove(corpus, cfg, work, cores), corpus, truth, chars)
+            results["compare"]["datatrove"] = dt
+            results["compare"]["speedup_vs_datatrove"] = round(dt["seconds"] / med["seconds"], 2)
+        except ImportError as err:
+            results["compare"]["datatrove"] = f"not installed: {err}"
+        results["compare"]["speedup_vs_datasketch"] = round(ds["seconds"] / med["seconds"], 2)
+
+        # scaling
+        scaling = {}
+        for factor in (1, 2, 4, 8):
+            corpus = build_corpus(SHARED, base_docs * factor)
+            chars = sum(len(t) for _, _, t in corpus)
+            d = work / f"x{factor}"
+            d.mkdir()
+            res = run_medcorpus(spark, corpus, cfg, d)
+            scaling[f"{factor}x"] = {"docs": len(corpus), "chars": chars, "seconds": round(res["seconds"], 2),
+                                     "docs_per_s": round(len(corpus) / res["seconds"], 1)}
+            print(f"  scale {factor}x: {scaling[f'{factor}x']}", file=sys.stderr, flush=True)
+        scaling["time_ratio_8x_1x"] = round(scaling["8x"]["seconds"] / scaling["1x"]["seconds"], 2)
+        results["scaling"] = scaling
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return results

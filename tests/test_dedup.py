@@ -1,0 +1,180 @@
+"""Dedup: shingling/MinHash helpers, distributed connected components, and the stage on real Delta tables
+(exact + near duplicates, template chains, keeper order, rerun identity, incremental batches)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from medcorpus.config import DedupConfig
+from medcorpus.dedup import (
+    char_shingles,
+    check_banding,
+    connected_components,
+    dedup_documents,
+    estimated_jaccard,
+    exact_jaccard,
+    lsh_midpoint,
+    minhash,
+    run_dedup,
+    shingles,
+    word_shingles,
+)
+from medcorpus.errors import ConfigError
+from medcorpus.registry import table_spec
+from medcorpus.runner import RunContext
+
+CFG = DedupConfig()
+ZH = (
+    "高血压病人可以口服党参的。党参有降血脂，降血压的作用，可以彻底消除血液中的垃圾，从而对冠心病以及心血管疾病的"
+    "患者都有一定的稳定预防工作作用，因此平时口服党参能远离三高的危害。另外党参除了益气养血，降低中枢神经作用，"
+    "调整消化系统功能，健脾补肺的功能。感谢您的咨询，期望我的解释对你有所帮助。"
+)
+
+
+def _words(seed: int, n: int = 120) -> list[str]:
+    rng = random.Random(seed)
+    return [f"w{rng.randrange(3000)}" for _ in range(n)]
+
+
+def _edit(words: list[str], positions) -> list[str]:
+    out = list(words)
+    for p in positions:
+        out[p] = f"x{p}"
+    return out
+
+
+# A~B and B~C (J≈0.77) but A!~C (J≈0.59): a template-family chain.
+CHAIN_A = _words(3)
+CHAIN_B = _edit(CHAIN_A, (10, 22, 34))
+CHAIN_C = _edit(CHAIN_B, (70, 82, 94))
+
+
+def test_chinese_uses_character_shingles_and_english_word_shingles():
+    assert len(shingles(ZH, "zh", CFG)) == len(ZH) - CFG.zh_shingle_chars + 1  # no spaces in ZH
+    assert len(shingles(ZH, "en", CFG)) < len(ZH) / 10  # a word split sees whole clauses as tokens
+    en = " ".join(CHAIN_A)
+    assert np.array_equal(shingles(en, "en", CFG), word_shingles(en, CFG.en_shingle_words))
+    # lang=other falls back on the script
+    assert np.array_equal(shingles(ZH, "other", CFG), char_shingles(ZH, CFG.zh_shingle_chars))
+
+
+def test_shingle_hash_is_position_independent():
+    h = char_shingles("abcdeXabcde", 5)
+    assert h[0] == h[-1] and len(np.unique(h)) == len(h) - 1
+
+
+def test_minhash_estimates_jaccard_and_is_deterministic():
+    a = shingles(" ".join(CHAIN_A), "en", CFG)
+    b = shingles(" ".join(CHAIN_B), "en", CFG)
+    sa, sb = minhash(a, 256, 7), minhash(b, 256, 7)
+    assert abs(estimated_jaccard(sa, sb) - exact_jaccard(a, b)) < 0.08
+    assert np.array_equal(sa, minhash(a[::-1].copy(), 256, 7))  # order and repeats do not matter
+    assert not np.array_equal(sa, minhash(a, 256, 8))  # the seed matters
+
+
+def test_banding_midpoint_is_below_threshold():
+    assert lsh_midpoint(CFG.bands, CFG.rows) < CFG.threshold
+    check_banding(CFG)
+    with pytest.raises(ConfigError, match="centres its S-curve"):
+        check_banding(DedupConfig(num_perm=128, bands=14, rows=9))
+    with pytest.raises(ConfigError, match="exceeds"):
+        check_banding(DedupConfig(num_perm=64, bands=32, rows=5))
+
+
+def test_connected_components_large_small_star(spark):
+    edges = spark.createDataFrame(
+        [("f", "e"), ("e", "d"), ("d", "c"), ("c", "b"), ("b", "a"), ("z", "y"), ("q", "p"), ("p", "r")], "a string, b string"
+    )
+    got = {r["node"]: r["root"] for r in connected_components(edges).collect()}
+    assert got == {"a": "a", "b": "a", "c": "a", "d": "a", "e": "a", "f": "a", "y": "y", "z": "y", "p": "p", "q": "p", "r": "p"}
+
+
+def _documents(spark, rows):
+    """documents rows from (doc_id, source, text, lang)."""
+    schema = table_spec("documents").schema
+    full = [
+        (d, s, f"{s}/f", "jsonl", None, None, None, t, lang, 0.9, False, len(t), len(t), f"h{d}", "n1")
+        for d, s, t, lang in rows
+    ]
+    return spark.createDataFrame(full, schema)
+
+
+BATCH1 = [
+    ("d01", "toyhom_csv", ZH, "zh"),
+    ("d02", "toyhom_txt", ZH + "\n", "zh"),  # exact duplicate after normalisation
+    ("d03", "toyhom_txt", ZH.replace("党参", "人参", 1), "zh"),  # near duplicate (J≈0.9)
+    ("d04", "medquad", " ".join(CHAIN_A), "en"),
+    ("d05", "medquad", " ".join(CHAIN_B), "en"),
+    ("d06", "medquad", " ".join(CHAIN_C), "en"),
+    ("d07", "medquad", " ".join(_words(11)), "en"),
+    ("d08", "other", "完全不同的一段文字，讲述感冒的治疗方法和注意事项，多喝水多休息，不要熬夜。", "zh"),
+]
+
+
+def _clusters(wh):
+    return sorted(
+        (r["doc_id"], r["cluster_id"], r["is_keeper"], r["reason"], round(r["similarity"], 6))
+        for r in wh.read("dedup_clusters").collect()
+    )
+
+
+def test_dedup_stage_rerun_and_incremental(spark, make_config):
+    ctx = RunContext.create(spark, make_config("run_id=dedup-1"))
+    wh = ctx.warehouse
+    wh.append_rows("documents", _documents(spark, BATCH1), stage="normalize")
+
+    report = run_dedup(ctx)
+    got = {r[0]: r[1:4] for r in _clusters(wh)}
+    # longest doc of the exact group wins (d02 has a trailing newline), d03 joins it as a near duplicate
+    assert got["d02"] == ("d02", True, "keeper")
+    assert got["d01"] == ("d02", False, "exact_duplicate")
+    assert got["d03"] == ("d02", False, "near_duplicate")
+    # chain: d04 keeps d05 (near), d06 is far from d04 so it is re-clustered alone and kept
+    assert got["d04"] == ("d04", True, "keeper")
+    assert got["d05"] == ("d04", False, "near_duplicate")
+    assert got["d06"] == ("d06", True, "unique")
+    assert got["d07"] == ("d07", True, "unique") and got["d08"] == ("d08", True, "unique")
+    assert (report.rows_in, report.rows_out, report.rows_removed) == (8, 5, 3)
+    assert report.removed_by_reason == {"exact_duplicate": 1, "near_duplicate": 2}
+    assert sorted(r["doc_id"] for r in wh.read("unique_documents").collect()) == ["d02", "d04", "d06", "d07", "d08"]
+    stats = {(r["metric"], r["key"]): r["value"] for r in wh.read("dedup_stats").collect()}
+    assert stats[("duplicate_rate", "all")] == pytest.approx(3 / 8)
+    assert stats[("source_duplicate_rate", "toyhom_csv")] == pytest.approx(1.0)
+    assert stats[("cluster_size_histogram", "1")] == 3
+
+    first = _clusters(wh)
+    again = run_dedup(RunContext.create(spark, make_config("run_id=dedup-2")))
+    assert again.rows_in == 0 and _clusters(wh) == first  # rerun: identical table
+
+    # incremental: a near copy of a kept doc and a new doc; old signatures are not recomputed
+    new = [("d09", "web", ZH.replace("党参", "黄芪", 2), "zh"), ("d10", "web", " ".join(_words(99)), "en")]
+    wh.append_rows("documents", _documents(spark, new), stage="normalize")
+    inc = run_dedup(RunContext.create(spark, make_config("run_id=dedup-3")))
+    got = {r[0]: r[1:4] for r in _clusters(wh)}
+    assert inc.rows_in == 2 and got["d09"] == ("d02", False, "near_duplicate") and got["d10"][2] == "unique"
+    sig_runs = {r["doc_id"]: r["dedup_run_id"] for r in wh.read("dedup_signatures").collect()}
+    assert sig_runs["d01"] == "dedup-1" and sig_runs["d09"] == "dedup-3" and len(sig_runs) == 10
+
+    # determinism: a fresh computation on shuffled, repartitioned input gives the same assignments
+    docs = wh.read("documents").filter(F.col("doc_id") <= "d08").repartition(3).orderBy(F.rand(5))
+    fresh = sorted(
+        (r["doc_id"], r["cluster_id"], r["is_keeper"], r["reason"], round(r["similarity"], 6))
+        for r in dedup_documents(docs, ctx.config.dedup).assignments.collect()
+    )
+    assert [row for row in fresh] == [
+        (d, c, k, "keeper" if reason == "unique" else reason, s) for d, c, k, reason, s in first
+    ]
+
+
+def test_quality_score_decides_keeper(spark):
+    docs = spark.createDataFrame(
+        [("a", ZH, "zh", len(ZH), 0.2), ("b", ZH.replace("党参", "人参", 1), "zh", len(ZH), 0.9),
+         ("c", ZH + "。", "zh", len(ZH) + 1, None)],
+        "doc_id string, text string, lang string, char_count long, quality_score double",
+    )
+    got = {r["doc_id"]: (r["cluster_id"], r["is_keeper"]) for r in dedup_documents(docs, CFG).assignments.collect()}
+    assert got == {"a": ("b", False), "b": ("b", True), "c": ("b", False)}
