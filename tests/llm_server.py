@@ -15,6 +15,7 @@ first user message), so a retry of the same prompt sees the next behaviour:
 - ``[[disagree]]``   annotate: round 2 (seed 2) gives another domain
 - ``[[qdiff]]``      annotate: round 2 quality differs by 3
 - ``[[tie]]``        judge: both answers get the same scores
+- ``[[echoauth]]``   400 whose body echoes the Authorization header (the client must redact it)
 
 ``requests_total`` counts every POST; ``prompts_seen`` counts per prompt; ``max_in_flight`` records the
 largest number of requests handled at once; ``auth_headers`` holds every Authorization header received.
@@ -58,9 +59,10 @@ def quality_of(text: str) -> int:
 
 
 def judge_scores(answer: str) -> dict[str, float]:
-    """Longer answers score higher on completeness; deterministic."""
-    complete = min(5.0, 1.0 + len(answer) / 10)
-    return {"fluency": 4.0, "relevance": 4.0, "completeness": round(complete, 1), "proficiency": 3.0}
+    """A doctor's answer ("医生") scores higher on proficiency; deterministic."""
+    complete = min(5.0, 1.0 + len(answer) / 40)
+    proficiency = 5.0 if "医生" in answer else 2.0
+    return {"fluency": 4.0, "relevance": 4.0, "completeness": round(complete, 1), "proficiency": proficiency}
 
 
 def respond(messages: list[dict[str, str]], seed: int | None) -> str:
@@ -107,6 +109,7 @@ class FakeLLMServer:
         self.prompts_seen: Counter[str] = Counter()
         self.status_counts: Counter[int] = Counter()
         self.auth_headers: list[str] = []
+        self._last_auth = ""
         self.in_flight = 0
         self.max_in_flight = 0
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
@@ -148,6 +151,8 @@ class FakeLLMServer:
         with self.lock:
             self.prompts_seen[prompt_id] += 1
             nth = self.prompts_seen[prompt_id]
+        if "[[echoauth]]" in user:  # a careless endpoint that echoes the request headers in its error
+            return 400, {}, json.dumps({"error": {"headers": self._last_auth}}).encode(), 0.0
         if "[[always500]]" in user or ("[[500x2]]" in user and nth <= 2):
             return 500, {}, b'{"error": {"message": "injected server error"}}', 0.0
         if "[[429]]" in user and nth == 1:
@@ -182,6 +187,7 @@ class FakeLLMServer:
                 with server.lock:
                     server.requests_total += 1
                     server.auth_headers.append(self.headers.get("Authorization") or "")
+                    server._last_auth = self.headers.get("Authorization") or ""
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:

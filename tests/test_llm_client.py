@@ -207,3 +207,14 @@ def test_answer_batch_cuts_the_raw_text_and_keeps_failures_as_rows(server):
     out = answer_batch(client, annotate_template(), batch, OPTIONS, raw_chars=5)
     assert list(out["reason"]) == ["http_500", "malformed_reply"]
     assert list(out["raw_response"]) == [None, '{"thi']
+
+
+def test_chrf_matches_sacrebleu_reference_values():
+    from medcorpus.llm.eval_translate import corpus_chrf
+
+    # expected values computed with sacrebleu 2.4.3, CHRF() defaults
+    assert corpus_chrf([("今天天气好", "今天天气很好")]) == pytest.approx(47.448166, abs=1e-5)
+    assert corpus_chrf([("子曰学而时习之", "孔子说：学习了并且时常复习")]) == pytest.approx(5.649718, abs=1e-5)
+    assert corpus_chrf([("a", "abcdefg"), ("今天天气很好呀", "今天天气很好")]) == pytest.approx(47.218867, abs=1e-5)
+    assert corpus_chrf([("abc", "xyz")]) == 0.0
+    assert corpus_chrf([("同 一 句", "同一句")]) == pytest.approx(100.0)

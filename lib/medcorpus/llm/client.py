@@ -1,8 +1,8 @@
 """A small OpenAI-compatible chat-completions client, safe to use from Spark executors.
 
 Standard library only (``http.client``), so nothing extra has to be installed on the workers. One
-:class:`ChatClient` per partition; :meth:`ChatClient.complete_many` runs a bounded thread pool over the
-partition's requests. Each request is retried on 429, 5xx, timeouts and connection errors with exponential
+:class:`ChatClient` per partition; the worker runs a bounded thread pool over the
+partition's requests (see :mod:`medcorpus.llm.worker`). Each request is retried on 429, 5xx, timeouts and connection errors with exponential
 backoff and jitter (seeded per item and attempt, so a rerun sleeps the same), and a ``Retry-After`` header
 is honoured. An item that keeps failing returns a :class:`ChatResult` with ``ok=False`` — it never raises.
 
@@ -20,7 +20,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -240,18 +239,23 @@ class ChatClient:
             self._drop_connection()
             raise _Retryable("connection", type(err).__name__) from err
         if status in RETRYABLE_STATUS:
-            raise _Retryable(f"http_{status}", _short(raw), status, retry_after)
+            raise _Retryable(f"http_{status}", self._redact(_short(raw)), status, retry_after)
         if status >= 400:
-            raise _Fatal(f"http_{status}", _short(raw), status)
+            raise _Fatal(f"http_{status}", self._redact(_short(raw)), status)
         try:
             data = json.loads(raw)
             content = data["choices"][0]["message"]["content"]
             usage = data.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError) as err:
-            raise _Retryable("bad_response", f"not a chat completion: {_short(raw)}", status) from err
+            raise _Retryable("bad_response", f"not a chat completion: {self._redact(_short(raw))}", status) from err
         if not isinstance(content, str):
             raise _Retryable("bad_response", "message content is not a string", status)
         return content, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+    def _redact(self, text: str) -> str:
+        """An endpoint may echo the request (headers included) in an error body; never keep the key."""
+        key = self._api_key.reveal()
+        return text.replace(key, "***") if key else text
 
     # -- public -----------------------------------------------------------------------------------
     def complete(self, request: ChatRequest) -> ChatResult:
@@ -280,16 +284,6 @@ class ChatClient:
             return result
         result.error = f"gave up after {result.attempts} attempts: {result.error}"
         return result
-
-    def complete_many(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
-        """All requests through a pool of ``concurrency`` threads; results in input order."""
-        if not requests:
-            return []
-        workers = max(1, min(self.settings.concurrency, len(requests)))
-        if workers == 1:
-            return [self.complete(r) for r in requests]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
-            return list(pool.map(self.complete, requests))
 
 
 def _short(raw: bytes, limit: int = 300) -> str:
