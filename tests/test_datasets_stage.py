@@ -1,0 +1,210 @@
+"""The dataset stages end to end on a tiny warehouse: sft, preference, pretrain, release, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from medcorpus.demo import write_demo_sft_inputs
+from medcorpus.registry import table_spec
+
+MED_ZH = "高血压患者应规律服用降压药，定期监测血压，饮食清淡，限制食盐摄入，戒烟限酒，适量运动。"
+GEN_ZH = "周末我们全家去郊外爬山，山上空气清新，风景优美，沿途还能看到很多野花。"
+MED_EN = "Hypertension is treated with lifestyle change and amlodipine; review the dose at every visit. "
+GEN_EN = "The city council approved a new budget for parks and bicycle lanes along the river. "
+
+
+def _documents(spark, n: int = 40):
+    rows = []
+    for i in range(n):
+        for domain, lang, text, tokens in (("medical", "zh", MED_ZH, 30), ("general", "zh", GEN_ZH, 25),
+                                           ("medical", "en", MED_EN, 25), ("general", "en", GEN_EN, 20)):
+            doc_id = f"{domain}-{lang}-{i:03d}"
+            rows.append((doc_id, "demo", f"/data/{domain}_{lang}.jsonl", "jsonl", None, None,
+                         json.dumps({"domain": domain}), f"{text} {i}", lang, 0.99, False, len(text), tokens,
+                         doc_id, "r0"))
+    return spark.createDataFrame(rows, table_spec("documents").schema)
+
+
+def _sources(folder: Path) -> str:
+    srcs = [{"name": "demo_alpaca", "format": "alpaca_jsonl", "path": str(folder / "instructions.jsonl")},
+            {"name": "demo_sharegpt", "format": "sharegpt_jsonl", "path": str(folder / "dialogues.jsonl")},
+            {"name": "demo_exam", "format": "mc_jsonl", "path": str(folder / "exam.jsonl")},
+            {"name": "demo_scored", "format": "scored_jsonl", "path": str(folder / "scored.jsonl")},
+            {"name": "absent", "format": "alpaca_jsonl", "path": str(folder / "missing.jsonl")}]
+    return "datasets.sft_sources=" + json.dumps(srcs)
+
+
+@pytest.fixture
+def datasets_ctx(spark, make_config, tmp_path):
+    from medcorpus.runner import RunContext
+
+    write_demo_sft_inputs(tmp_path / "sft_in")
+
+    def _ctx(run_id: str, *extra: str) -> RunContext:
+        cfg = make_config(f"run_id={run_id}", _sources(tmp_path / "sft_in"), "datasets.confilter_min_count=1",
+                          "datasets.mixtures.stable.tolerance=0.05", "datasets.mixtures.boost.tolerance=0.05",
+                          "datasets.export_rows_per_shard=25", "datasets.decontaminate=false", *extra)
+        return RunContext.create(spark, cfg)
+
+    return _ctx
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_path, monkeypatch):
+    from medcorpus import datasets, release
+    from medcorpus.release import ReleaseError, export_release, run_release, verify_export
+
+    gate_calls = []
+    monkeypatch.setattr(release, "_validation_hook", lambda ctx, versions: gate_calls.append(versions) or "gated")
+
+    ctx = datasets_ctx("run-1")
+    ctx.warehouse.merge_new_rows("documents", _documents(spark), stage="test")
+
+    sft_report = datasets.run_sft(ctx)
+    sft = ctx.warehouse.read("sft")
+    by_type = {r["type"]: r["n"] for r in sft.groupBy("type").agg(F.count(F.lit(1)).alias("n")).collect()}
+    assert by_type["multiple_choice"] == 22  # every demo exam item is kept (exam items skip Deita)
+    assert sft_report.removed_by_reason.get("confilter_low") == 1  # the planted echo dialogue
+    assert sft.filter(F.col("sample_id").isNull() | (F.size("messages") < 2)).count() == 0
+    assert "skipped missing sources: absent" in sft_report.note
+    assert sft.filter((F.col("type") == "multi_turn") & F.col("scores.confilter").isNull()).count() == 0
+
+    pref_report = datasets.run_preference(ctx)
+    pref = ctx.warehouse.read("preference")
+    kinds = {r["kind"]: r["n"] for r in pref.groupBy("kind").agg(F.count(F.lit(1)).alias("n")).collect()}
+    assert kinds == {"objective": 22, "subjective": 7}  # 10 scored prompts, 3 of them ties
+    assert pref_report.removed_by_reason == {"tie": 3}
+    assert pref.filter(F.col("chosen") == F.col("rejected")).count() == 0
+    objective = pref.filter(F.col("kind") == "objective").first()
+    assert objective["rejected"].split("\n")[0] != objective["chosen"].split("\n")[0]
+
+    pt_report = datasets.run_pretrain(ctx)
+    assert "domain from no 'domain' column upstream" in pt_report.note
+    assert "every medical document passes the quality threshold" in pt_report.note
+    tokens = {(r["mixture"], r["component"], r["lang"]): r["t"] for r in ctx.warehouse.read("pretrain")
+              .groupBy("mixture", "component", "lang").agg(F.sum("token_estimate").alias("t")).collect()}
+    stable = {k[1:]: v for k, v in tokens.items() if k[0] == "stable"}
+    total = sum(stable.values())
+    assert abs((stable[("medical", "zh")] + stable[("medical", "en")]) / total - 0.95) <= 0.05
+    assert abs((stable[("medical", "zh")] + stable.get(("general", "zh"), 0)) / total - 0.1) <= 0.05
+    assert {k[1] for k in tokens if k[0] == "boost"} == {"medical", "sft"}
+
+    rel_report = run_release(ctx, "r1")
+    assert gate_calls == [{t: ctx.warehouse.version(t) for t in ("sft", "preference", "pretrain")}]
+    assert "gated" in rel_report.note
+    with pytest.raises(ReleaseError, match="already exists"):
+        rel_report = run_release(ctx, "r1")
+    assert gate_calls == [{t: ctx.warehouse.version(t) for t in ("sft", "preference", "pretrain")}]
+    assert "gated" in rel_report.note
+    first = export_release(ctx, "r1", "jsonl", tmp_path / "a")
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert manifest["row_counts"]["sft"] == sft.count() and verify_export(first) == []
+    assert len([f for f in manifest["files"] if f["path"].startswith("sft/")]) == -(-sft.count() // 25)
+    line = json.loads((first / "sft" / "train-00000-of-00004.jsonl").read_text().splitlines()[0])
+    assert set(line["messages"][0]) == {"role", "content"}
+    assert json.loads((first / "dataset_info.json").read_text())["medcorpus_dpo"]["ranking"] is True
+
+    # the tables move on: a new threshold rewrites sft; preference and pretrain lose rows
+    later = datasets_ctx("run-2", "datasets.deita_threshold=12")
+    datasets.run_sft(later)
+    from delta.tables import DeltaTable
+
+    DeltaTable.forPath(spark, later.warehouse.path("preference")).delete("kind = 'subjective'")
+    DeltaTable.forPath(spark, later.warehouse.path("pretrain")).delete("mixture = 'boost' AND component = 'sft'")
+    assert later.warehouse.read("sft").count() != sft.count()
+    second = export_release(later, "r1", "jsonl", tmp_path / "b")
+    assert _files(first) == _files(second)
+
+    parquet = export_release(later, "r1", "parquet", tmp_path / "p")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(parquet / "preference")
+    assert table.num_rows == manifest["row_counts"]["preference"]
+    assert table.column_names[:4] == ["id", "prompt", "chosen", "rejected"]
+
+
+def test_objective_pairs_are_seeded_and_never_the_answer(spark):
+    from medcorpus.preference import objective_pairs
+    from medcorpus.sft_import import mc_record
+
+    recs = [mc_record("t", "f", i, str(i), f"问题{i}", [{"label": x, "text": f"选项{x}"} for x in "ABCDE"],
+                      "AC" if i % 2 else "B", "解析") for i in range(30)]
+    from medcorpus.sft_import import records_frame
+
+    df = records_frame(spark, recs)
+    a = {r["sample_id"]: r["rejected"] for r in objective_pairs(df, 1).collect()}
+    b = {r["sample_id"]: r["rejected"] for r in objective_pairs(df, 1).collect()}
+    c = {r["sample_id"]: r["rejected"] for r in objective_pairs(df, 2).collect()}
+    assert a == b and a != c
+    answers = {r["sample_id"]: r["answer"] for r in recs}
+    for sid, rejected in a.items():
+        letter = rejected.removeprefix("答案：")[0]
+        assert letter not in answers[sid]
+    assert len({v[3] for v in a.values()}) >= 3  # the wrong option varies across items
+
+
+def test_sft_rows_overlapping_a_benchmark_are_removed_and_recorded(spark, make_config, tmp_path):
+    from medcorpus.datasets import apply_decontamination
+    from medcorpus.runner import RunContext
+
+    bench = tmp_path / "bench" / "cmmlu" / "test"
+    bench.mkdir(parents=True)
+    question = "患者饱餐后上腹部持续疼痛一天，查体上腹部压痛反跳痛，应首先考虑的诊断是"
+    (bench / "clinical.csv").write_text(f",Question,A,B,C,D,Answer\n0,{question},急性胃炎,急性胰腺炎,急性肝炎,肝癌,B\n",
+                                        encoding="utf-8")
+    ctx = RunContext.create(spark, make_config("run_id=decon", f"decontaminate.benchmarks_dir={tmp_path / 'bench'}"))
+    df = spark.createDataFrame(
+        [("a", "以下是一道选择题。\n" + question + "\nA. 急性胃炎\nB. 急性胰腺炎"), ("b", "高血压患者应规律服药，定期复诊。")],
+        "sample_id string, all_text string",
+    )
+    kept, note = apply_decontamination(ctx, df, "sample_id", ("all_text",), "sft")
+    assert [r["sample_id"] for r in kept.collect()] == ["b"]
+    assert "1 rows overlap" in note
+    hits = ctx.warehouse.read("contamination_hits").collect()
+    assert [(h["kind"], h["item_id"]) for h in hits] == [("sft", "a")]
+    off, note = apply_decontamination(RunContext.create(spark, make_config("datasets.decontaminate=false")), df,
+                                      "sample_id", ("all_text",), "sft")
+    assert off.count() == 2 and "off" in note
+
+
+def test_release_gate_calls_validation_with_tables_and_versions(monkeypatch, ctx):
+    import sys
+    import types
+
+    from medcorpus.release import _validation_hook
+
+    seen = {}
+    fake = types.ModuleType("medcorpus.validation")
+    fake.assert_release_ready = lambda ctx, tables, versions=None: seen.update(tables=tables, versions=versions)
+    monkeypatch.setitem(sys.modules, "medcorpus.validation", fake)
+    import medcorpus
+
+    monkeypatch.setattr(medcorpus, "validation", fake, raising=False)
+    assert _validation_hook(ctx, {"sft": 3, "preference": 1}) == "validation passed"
+    assert seen == {"tables": ["sft", "preference"], "versions": {"sft": 3, "preference": 1}}
+
+
+def test_spark_ngram_counts_match_a_python_count(spark):
+    from collections import Counter
+
+    from medcorpus.confilter import BOS, ngram_counts
+
+    texts = ["头痛恶心，头痛", "ab", "", "x"]
+    expected: Counter[str] = Counter()
+    for t in texts:
+        padded = BOS * 2 + t
+        for k in (1, 2, 3):
+            for i in range(3 - k, len(padded) - k + 1):
+                expected[padded[i:i + k]] += 1
+    df = spark.createDataFrame([(t,) for t in texts], "text string")
+    got = {r["ngram"]: r["n"] for r in ngram_counts(df, 3, 1, 1000).collect()}
+    assert got == dict(expected)
+    top = ngram_counts(df, 3, 2, 2).collect()  # pruning: min count 2, then the 2 most frequent
+    assert [r["n"] for r in top] == sorted((n for n in expected.values() if n >= 2), reverse=True)[:2]
