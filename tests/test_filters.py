@@ -48,6 +48,8 @@ LONG_VARIED_ZH = (
     "哮喘是一种气道慢性炎症性疾病，表现为反复发作的喘息、气急、胸闷或咳嗽，常在夜间和清晨发作或加重，"
     "多数患者可自行缓解或经治疗后缓解，诱发因素包括花粉、尘螨、烟雾、冷空气和呼吸道感染等。"
 )
+_PILLS = "请按时服药，每日三次，饭后半小时用温开水送服。"
+_FILLERS = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥天地玄黄宇宙洪荒日月盈昃宿列张寒来暑往秋收冬藏闰余成岁律吕调阳云腾致雨露结为霜金生丽水玉出昆冈"
 
 BAD: dict[str, tuple[str, str]] = {
     # rule: (zh document, en document)
@@ -72,26 +74,24 @@ BAD: dict[str, tuple[str, str]] = {
         "Endocrinology clinic schedule and contact details",
     ),
     "dup_lines": (
-        "请按时服药，每日三次。\n多喝水，注意休息。\n请按时服药，每日三次。\n请按时服药，每日三次。\n避免熬夜和饮酒。\n请按时服药，每日三次。",
+        "\n".join([_PILLS, "多喝水，注意休息，保证每天八小时以上的睡眠时间。", _PILLS, _PILLS,
+                   "避免熬夜和饮酒，饮食宜清淡，少吃辛辣油腻食物。", _PILLS]),
         "Take the tablets three times a day.\nDrink plenty of water.\nTake the tablets three times a day.\n"
         "Take the tablets three times a day.\nAvoid alcohol and late nights.\nTake the tablets three times a day.",
     ),
     "dup_line_chars": (
-        "\n".join([LONG_VARIED_ZH, "一、概述。", LONG_VARIED_ZH, "二、病因。", "三、症状。", LONG_VARIED_ZH,
-                   "四、诊断。", "五、治疗。", "六、预防。", "七、预后。", "八、护理。"]),
-        "\n".join([LONG_VARIED_EN, "One: overview.", LONG_VARIED_EN, "Two: causes.", "Three: symptoms.",
-                   LONG_VARIED_EN, "Four: diagnosis.", "Five: treatment.", "Six: prevention.", "Seven: outlook.",
-                   "Eight: care."]),
+        "\n".join([LONG_VARIED_ZH, *GOOD_ZH.splitlines()[:3], LONG_VARIED_ZH]),
+        "\n".join([LONG_VARIED_EN, *GOOD_EN.splitlines()[:3], LONG_VARIED_EN]),
     ),
     "dup_paragraphs": (
-        GOOD_ZH.split("\n\n")[0] + "\n\n相关阅读：哮喘。\n\n相关阅读：哮喘。",
-        GOOD_EN.split("\n\n")[0] + "\n\nSee also: asthma.\n\nSee also: asthma.",
+        GOOD_ZH.split("\n\n")[0] + "\n\n相关阅读：支气管哮喘的诊断与治疗指南（2024年版）。" * 2,
+        GOOD_EN.split("\n\n")[0] + "\n\nSee also: asthma diagnosis and treatment guidelines, 2024 edition." * 2,
     ),
     "top_2gram": (
-        "".join(f"高血压病{c}" for c in "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥天地玄黄宇宙洪荒") + "。",
-        " ".join(f"blood pressure {w}" for w in "a b c d e f g h i j k l m n o p q r s t u v w x y z".split()) + ".",
+        "".join(f"高血压病{c}" for c in _FILLERS) + "。",
+        " ".join(f"blood pressure w{i}" for i in range(40)) + ".",
     ),
-    "dup_5gram": (LONG_VARIED_ZH + LONG_VARIED_ZH, LONG_VARIED_EN + " " + LONG_VARIED_EN),
+    "dup_5gram": (LONG_VARIED_ZH * 3, " ".join([LONG_VARIED_EN] * 3)),
     "ads": (
         GOOD_ZH + "\n加微信领取优惠券，点击购买，全国包邮！",
         GOOD_EN + "\nClick here to buy now with free shipping and this promo code.",

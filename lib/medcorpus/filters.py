@@ -252,7 +252,7 @@ def _cached_patterns(cfg: FilterConfig) -> tuple[tuple[str, str], ...]:
 def signal_names(cfg: FilterConfig) -> list[str]:
     names = [
         "length", "mojibake_ratio", "special_char_ratio", "digit_ratio", "n_lines", "mean_line_length",
-        "end_punct_frac", "dup_line_frac", "dup_line_char_frac", "n_paragraphs", "dup_para_frac",
+        "end_punct_frac", "n_dup_lines", "dup_line_frac", "dup_line_char_frac", "n_paragraphs", "dup_para_frac",
     ]
     names += repetition_names(cfg)
     for cat in cfg.lexicon_categories:
@@ -269,7 +269,10 @@ def score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
     text, lang = F.col("text"), F.col("lang")
     staged = (
         df.withColumn("_f_lines", lines_of(text))
-        .withColumn("_f_paras", paragraphs_of(text))
+        # repetition counts only lines/paragraphs long enough to carry content: speaker labels
+        # ("医生:", "Patient:") and section markers ("<目录>第三卷") repeat in clean dialogues and books
+        .withColumn("_f_long_lines", F.filter(F.col("_f_lines"), lambda x: F.char_length(F.trim(x)) >= cfg.min_dup_unit_chars))
+        .withColumn("_f_paras", F.filter(paragraphs_of(text), lambda x: F.char_length(F.trim(x)) >= cfg.min_dup_unit_chars))
         .withColumn("_f_nonspace", nonspace_chars(text))
         .withColumn("_f_rep", repetition_column(text, lang, cfg))
     )
@@ -283,8 +286,9 @@ def score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
         "n_lines": n_lines,
         "mean_line_length": _ratio(_sum_lengths(lines, lambda x: line_length(x, lang)), n_lines),
         "end_punct_frac": _ratio(F.size(F.filter(lines, lambda x: F.trim(x).rlike(END_PUNCT_LINE))), n_lines),
-        "dup_line_frac": repeated_share(lines),
-        "dup_line_char_frac": repeated_char_share(lines),
+        "n_dup_lines": F.size(F.col("_f_long_lines")),
+        "dup_line_frac": repeated_share(F.col("_f_long_lines")),
+        "dup_line_char_frac": repeated_char_share(F.col("_f_long_lines")),
         "n_paragraphs": F.size(paras),
         "dup_para_frac": repeated_share(paras),
     }
@@ -297,7 +301,7 @@ def score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
     pairs: list[Column] = []
     for name in signal_names(cfg):
         pairs += [F.lit(name), F.round(sig[name].cast("double"), 6)]
-    return staged.withColumn("signals", F.create_map(*pairs)).drop("_f_lines", "_f_paras", "_f_rep", "_f_nonspace")
+    return staged.withColumn("signals", F.create_map(*pairs)).drop("_f_lines", "_f_long_lines", "_f_paras", "_f_rep", "_f_nonspace")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -338,7 +342,7 @@ def _below(signal: str, limit: Column, *gates: Column) -> tuple[Column, Column]:
 def rules(cfg: FilterConfig) -> list[Rule]:
     """Every rule in the order it is checked; the first failing one is the document's reason."""
     many_lines = _sig("n_lines") >= cfg.min_lines_for_line_rules
-    dup_lines_gate = _sig("n_lines") >= cfg.min_lines_for_dup_rules
+    dup_lines_gate = _sig("n_dup_lines") >= cfg.min_lines_for_dup_rules
     dup_paras_gate = _sig("n_paragraphs") >= cfg.min_lines_for_dup_rules
     ngram_gate = _sig("repetition_tokens") >= _by_lang(cfg.en_min_words_for_ngram_rules, cfg.zh_min_chars_for_ngram_rules)
     out: list[Rule] = []
@@ -363,12 +367,9 @@ def rules(cfg: FilterConfig) -> list[Rule]:
     for n, en, zh in zip(cfg.dup_ngram_sizes, cfg.en_max_dup_ngram_frac, cfg.zh_max_dup_ngram_frac):
         add(f"dup_{n}gram", f"dup_{n}gram_frac", _above(f"dup_{n}gram_frac", _by_lang(en, zh), ngram_gate))
     for cat, min_hits, min_per_1k in zip(cfg.lexicon_categories, cfg.lexicon_min_hits, cfg.lexicon_min_per_1k):
-        add(cat, f"{cat}_per_1k", _below(f"{cat}_per_1k", F.lit(min_per_1k)))
-        # a lexicon rule fails when hits AND density reach their minimum (not "below")
-        last = out.pop()
+        # a lexicon rule fails when both the hits and their density reach the category's minimum
         fails = (_sig(f"{cat}_hits") >= min_hits) & (_sig(f"{cat}_per_1k") >= min_per_1k)
-        threshold = F.lit(f">= {min_hits} hits and >= {min_per_1k} per 1k chars")
-        out.append(Rule(last.name, last.signal, F.coalesce(fails, F.lit(False)), threshold))
+        add(cat, f"{cat}_per_1k", (fails, F.lit(f">= {min_hits} hits and >= {min_per_1k} per 1k chars")))
     return out
 
 
