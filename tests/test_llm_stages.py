@@ -119,12 +119,15 @@ def test_crash_half_way_then_rerun_sends_only_the_unanswered_prompts(llm_ctx, se
     paragraphs = "\n".join(f"子曰：学而时习之，不亦说乎？其{i}也。" for i in range(10))
     write_documents(ctx, [("classic", paragraphs), ("modern", "今天我们去医院看病，医生说没什么问题。")])
 
+    class SimulatedCrash(Exception):
+        pass
+
     def crash_after_second_chunk(chunk: int) -> None:
         if chunk == 1:
-            raise KeyboardInterrupt("simulated crash after 2 committed chunks")
+            raise SimulatedCrash("after 2 committed chunks")
 
     monkeypatch.setattr(engine, "after_chunk_committed", crash_after_second_chunk)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SimulatedCrash):
         llm_stages.run_translate(ctx)
     answered_before = {r["cache_key"] for r in ctx.warehouse.read("llm_cache").collect()}
     sent_before = set(server.prompts_seen)

@@ -181,11 +181,14 @@ def _run_chunk(
 ) -> None:
     llm = ctx.config.llm
     wh = ctx.warehouse
+    # Sending is a side effect: it must happen exactly once per chunk. persist() is only a hint (an evicted
+    # or re-planned block would be recomputed, i.e. the prompts re-sent, e.g. when Delta's MERGE
+    # materializes its source); an eager local checkpoint computes the chunk once and cuts the lineage.
     results = (
         part.repartition(llm.partitions)
         .mapInPandas(answer_fn, RESULT_SCHEMA)
         .join(part.select("cache_key", "input_hash"), on="cache_key", how="inner")
-        .persist(StorageLevel.MEMORY_AND_DISK)
+        .localCheckpoint(eager=True)
     )
     try:
         stats = results.groupBy("ok", "reason").agg(
@@ -242,7 +245,7 @@ def _run_chunk(
                 stage=stage,
             )
     finally:
-        results.unpersist()
+        results.unpersist()  # a no-op for the checkpoint; its blocks go when `results` is garbage-collected
 
 
 def write_usage(ctx: Any, stage: str, usages: list[Usage]) -> str:

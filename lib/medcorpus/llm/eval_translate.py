@@ -76,6 +76,29 @@ def sample(pairs: list[tuple[str, Path, Path]], k: int, max_chars: int) -> list[
     return picked[:k]
 
 
+def particle_ratio(text: str, particles: str) -> float:
+    """Python twin of stages.classical_particle_ratio (the Spark column), for this offline measurement."""
+    import re
+
+    compact = re.sub(r"\s+", "", text)
+    return sum(ch in particles for ch in compact) / len(compact) if compact else 0.0
+
+
+def classical_detection(root: Path, threshold: float) -> dict[str, float]:
+    """Share of classical sources flagged and of modern references not flagged, over all chapter pairs."""
+    from medcorpus.llm.stages import CLASSICAL_PARTICLES
+
+    pairs = chapter_pairs(root)
+    src = [particle_ratio(s.read_text(encoding="utf-8"), CLASSICAL_PARTICLES) for _, s, _ in pairs]
+    tgt = [particle_ratio(t.read_text(encoding="utf-8"), CLASSICAL_PARTICLES) for _, _, t in pairs]
+    return {
+        "chapter_pairs": len(pairs),
+        "threshold": threshold,
+        "classical_flagged": round(sum(x >= threshold for x in src) / len(pairs), 4),
+        "modern_not_flagged": round(sum(x < threshold for x in tgt) / len(pairs), 4),
+    }
+
+
 def translate_chapter(client, template, text: str) -> tuple[str, int]:
     """Paragraph by paragraph, as the stage does; returns (translation, failed paragraphs)."""
     from medcorpus.llm.worker import answer_item
@@ -101,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copy-baseline", action="store_true", help="score the source itself (no model)")
     parser.add_argument("--config")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--classical-detection", action="store_true",
+                        help="measure llm.translate.classical_particle_ratio on all chapter pairs instead")
     args = parser.parse_args(argv)
+    if args.classical_detection:
+        threshold = load_config(args.config, args.set).llm.translate.classical_particle_ratio
+        print(json.dumps(classical_detection(Path(args.root), threshold)))
+        return 0
     chapters = sample(chapter_pairs(Path(args.root)), args.chapters, args.max_chars)
     if not chapters:
         print(f"no chapters under {args.root}", file=sys.stderr)

@@ -67,6 +67,16 @@ def _finish(ctx, report: StageReport, usages: list[engine.Usage], table: str) ->
     return report
 
 
+def _nothing_to_do(ctx, report: StageReport, tables: tuple[str, ...]) -> StageReport:
+    """No pending input: make sure the outputs exist, log the run, send nothing."""
+    for name in tables:
+        ctx.warehouse.ensure(name)
+    report.note = "no new input: skipped"
+    report.table_version = ctx.warehouse.version(tables[0])
+    write_report(ctx.spark, ctx.warehouse, report.finish())
+    return report
+
+
 def _require_endpoint(ctx) -> None:
     ClientSettings.from_config(ctx.config.llm)  # fails fast, before any Spark work, when base_url is unset
 
@@ -75,6 +85,14 @@ def _require_endpoint(ctx) -> None:
 # annotate
 # ---------------------------------------------------------------------------------------------------
 ANNOTATE_SCHEMA = "domain string, quality int"
+
+
+ITEM_ROUND = r"^(.*):(\d+)$"
+
+
+def annotation_doc_id(item_id: Column) -> Column:
+    """``<doc_id>:<round>`` -> doc_id (a doc_id may itself contain ':')."""
+    return F.regexp_extract(item_id, ITEM_ROUND, 1)
 
 
 def annotation_requests(docs: DataFrame, max_chars: int) -> DataFrame:
@@ -90,8 +108,8 @@ def annotation_requests(docs: DataFrame, max_chars: int) -> DataFrame:
 def decide_annotations(replies: DataFrame, docs: DataFrame, quality_max_diff: int) -> DataFrame:
     """Join the two rounds per document; keep a label only where the rounds agree (CareBot)."""
     parsed = replies.select(
-        F.split("item_id", ":").getItem(0).alias("doc_id"),
-        F.split("item_id", ":").getItem(1).cast("int").alias("round"),
+        annotation_doc_id(F.col("item_id")).alias("doc_id"),
+        F.regexp_extract("item_id", ITEM_ROUND, 2).cast("int").alias("round"),
         F.from_json("parsed", ANNOTATE_SCHEMA).alias("r"),
     )
     r1 = parsed.filter(F.col("round") == 1).select(
@@ -128,6 +146,8 @@ def run_annotate(ctx) -> StageReport:
     docs = docs.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         report.rows_in = docs.count()
+        if report.rows_in == 0:
+            return _nothing_to_do(ctx, report, ("annotations", "labelled_domain", "labelled_quality"))
         answers = engine.answer(
             ctx, "annotate", template, annotation_requests(docs, cfg.max_input_chars),
             {"domain_labels": list(cfg.domain_labels)},
@@ -159,7 +179,7 @@ def run_annotate(ctx) -> StageReport:
             "annotate",
         )
         failed = _failure_reasons(
-            answers.failures.withColumn("doc_id", F.split("item_id", ":").getItem(0)), "doc_id"
+            answers.failures.withColumn("doc_id", annotation_doc_id(F.col("item_id"))), "doc_id"
         )
         decided.unpersist()
         answers.release()
@@ -172,8 +192,6 @@ def run_annotate(ctx) -> StageReport:
     reasons["quality_disagreement"] = outcome.get((True, False), 0)
     report.removed_by_reason = {k: v for k, v in reasons.items() if v}
     report.rows_removed = reasons["domain_disagreement"] + reasons["quality_disagreement"]
-    if report.rows_in == 0:
-        report.note = "no new input: skipped"
     return _finish(ctx, report, [answers.usage], "annotations")
 
 
@@ -224,6 +242,8 @@ def run_translate(ctx) -> StageReport:
     try:
         stats = todo.agg(F.count(F.lit(1)).alias("n"), F.countDistinct("doc_id").alias("docs")).first()
         report.rows_in = int(stats["n"]) if stats else 0
+        if report.rows_in == 0:
+            return _nothing_to_do(ctx, report, ("translations",))
         answers = engine.answer(
             ctx, "translate", template,
             todo.select("item_id", F.to_json(F.struct(F.col("source_text").alias("text"))).alias("vars_json")),
@@ -298,6 +318,8 @@ def run_generate_qa(ctx) -> StageReport:
     docs = docs.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         report.rows_in = docs.count()
+        if report.rows_in == 0:
+            return _nothing_to_do(ctx, report, ("generated_qa",))
         requests = docs.select(
             F.col("doc_id").alias("item_id"),
             F.to_json(F.struct("text", F.lit(cfg.pairs_per_doc).alias("pairs"))).alias("vars_json"),
@@ -382,6 +404,8 @@ def run_judge(ctx) -> StageReport:
     items = items.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         report.rows_in = items.count()
+        if report.rows_in == 0:
+            return _nothing_to_do(ctx, report, ("judged_preferences",))
         # 1) the competing answer, written "as a professional and helpful doctor"
         generated = engine.answer(
             ctx, "judge", answer_template,
