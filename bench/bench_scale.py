@@ -126,6 +126,9 @@ def run_scale(corpus: Path, warehouse: Path, run_id: str, driver_memory: str) ->
         sys.executable, "-m", "medcorpus.cli", "run", str(corpus), "--warehouse", str(warehouse),
         "--run-id", run_id, "--set", f"spark.master=local[{CORES}]", "--set", f"spark.driver_memory={driver_memory}",
     ]
+    until = os.environ.get("MEDCORPUS_BENCH_UNTIL")  # e.g. "normalize": time only the first stages
+    if until:
+        cmd += ["--until", until]
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
     t0 = time.perf_counter()
     log_path = warehouse.parent / f"{run_id}.log"
@@ -154,6 +157,16 @@ def stage_figures(spark, warehouse: Path, run_id: str) -> dict[str, object]:  # 
     return {"stages": stages, "docs": int(chars["docs"]), "chars": int(chars["chars"] or 0)}
 
 
+def _save_partial(args, results: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    """Write the sizes done so far into the results file, so a long run interrupted late keeps them."""
+    import json
+
+    out = Path(getattr(args, "out", "") or REPO / "bench" / "results.json")
+    merged = json.loads(out.read_text()) if out.exists() else {}
+    merged["scale"] = {**results, "partial": True}
+    out.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
+
+
 def run(spark, args) -> dict[str, object]:  # type: ignore[no-untyped-def]
     if not SHARED.exists():
         return {"skipped": f"real dataset not available: {SHARED}"}
@@ -166,6 +179,7 @@ def run(spark, args) -> dict[str, object]:  # type: ignore[no-untyped-def]
     results: dict[str, object] = {
         "corpus": {"base_files": len(base), "families": [f[1] for f in FAMILIES], "base_bytes_target": base_bytes},
         "cores": CORES,
+        "until": os.environ.get("MEDCORPUS_BENCH_UNTIL") or "all registered stages",
         "driver_memory": driver_memory,
         "scales": {},
     }
@@ -197,6 +211,7 @@ def run(spark, args) -> dict[str, object]:  # type: ignore[no-untyped-def]
         }
         rows[scale] = row
         results["scales"][f"{scale}x"] = row  # type: ignore[index]
+        _save_partial(args, results)
         print(f"  scale {scale}x: {total}s stages, driver peak {row['driver_peak_total_mb']} MB", file=sys.stderr, flush=True)
         shutil.rmtree(corpus, ignore_errors=True)
     first = rows[scales[0]]

@@ -78,13 +78,20 @@ def _load(args: argparse.Namespace) -> Config:
         overrides.append(f"warehouse={args.warehouse}")
     if getattr(args, "run_id", None):
         overrides.append(f"run_id={args.run_id}")
+    if any(str(s).startswith(("s3a://", "s3://")) for s in getattr(args, "sources", None) or []):
+        overrides.insert(0, "s3.enabled=true")  # the S3A jars are needed to list s3a:// sources
     return load_config(args.config, overrides)
 
 
-def _check_local_inputs(sources: Sequence[str]) -> None:
+def _check_local_inputs(sources: Sequence[str], config: Config | None = None) -> None:
     for source in sources:
         if "://" not in source and not source.startswith("file:") and not Path(source).exists():
             raise MedcorpusError(f"input path does not exist: {source}")
+        if config is not None and source.startswith(("s3a://", "s3://")):
+            from medcorpus.storage import exists
+
+            if not exists(source, config.s3):  # one boto3 listing: fail before a JVM starts
+                raise MedcorpusError(f"input path does not exist: {source}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,7 +125,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from medcorpus.demo import ensure_demo_corpus
 
         sources = [str(ensure_demo_corpus(Path("build/demo")))]
-    _check_local_inputs(sources)
+    _check_local_inputs(sources, config)
 
     from medcorpus import runner
     from medcorpus.session import build_spark

@@ -130,8 +130,13 @@ def standalone_cluster(work: Path, cores: int = 2, memory: str = "2g") -> Iterat
         cluster.stop()
 
 
+# Folders the driver reads relative to the project root (schemas, default config, GX suites, lexicons,
+# prompt templates, model artifacts) and the spark-submit entry points.
+DATA_DIRS = ("schemas", "configs", "jobs", "expectations", "lexicons", "prompts", "models")
+
+
 def package_project(dist: Path) -> Path:
-    """``dist/medcorpus.zip`` (the importable package) with ``schemas/``, ``configs/`` and ``jobs/`` beside it.
+    """``dist/medcorpus.zip`` (the importable package) with the project's data folders beside it.
 
     Inside the zip, ``medcorpus.config.REPO_ROOT`` resolves to ``dist``, so the driver finds the table
     schemas and default config next to the zip; executors import only the code.
@@ -143,10 +148,11 @@ def package_project(dist: Path) -> Path:
     package = REPO_ROOT / "lib" / "medcorpus"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(package.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".typed", ".json"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 zf.write(path, Path("medcorpus") / path.relative_to(package))
-    for folder in ("schemas", "configs", "jobs"):
-        shutil.copytree(REPO_ROOT / folder, dist / folder)
+    for folder in DATA_DIRS:
+        if (REPO_ROOT / folder).is_dir():
+            shutil.copytree(REPO_ROOT / folder, dist / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return archive
 
 

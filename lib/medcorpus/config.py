@@ -40,11 +40,20 @@ class SparkConfig(_Section):
 
 
 class S3Config(_Section):
+    enabled: bool = Field(
+        False, description="Add the S3A jars even when the warehouse is local (set by the CLI for s3a:// sources)."
+    )
     endpoint: str | None = Field(None, description="S3-protocol endpoint URL (None = AWS).")
     region: str = "us-east-1"
     path_style_access: bool = True
     access_key_env: str = "AWS_ACCESS_KEY_ID"
     secret_key_env: str = "AWS_SECRET_ACCESS_KEY"
+    sdk_version: str | None = Field(
+        None, description="AWS SDK v2 version for S3A (None = the one the bundled Hadoop was built with)."
+    )
+    sdk_bundle: bool = Field(
+        False, description="Use the full shaded AWS SDK bundle (612 MiB) instead of the ~12 MB S3 modules."
+    )
 
 
 class IngestConfig(_Section):

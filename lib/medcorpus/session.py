@@ -60,13 +60,41 @@ def ivy_settings_file() -> Path:
 def maven_packages(config: Config) -> list[str]:
     packages = [config.spark.delta_package, *config.spark.extra_packages]
     if _needs_s3(config):
-        packages.extend(s3_packages())
+        packages.extend(s3_packages(config))
     return list(dict.fromkeys(packages))
 
 
-def s3_packages() -> list[str]:
-    """hadoop-aws matching the Hadoop that pyspark bundles."""
-    return [f"org.apache.hadoop:hadoop-aws:{bundled_hadoop_version()}"]
+# AWS SDK v2 version each hadoop-aws release was built against (hadoop-project's aws-java-sdk-v2.version).
+_AWS_SDK_FOR_HADOOP = {"3.4.0": "2.23.19", "3.4.1": "2.24.6", "3.4.2": "2.29.52"}
+
+# hadoop-aws depends on the shaded AWS SDK v2 ``bundle`` (612 MiB for 2.29.52). S3A needs only the S3
+# client, the transfer manager and their small modules (about 12 MB, 35 jars); the HTTP/Netty/codec
+# jars they pull in are already in pyspark's jars folder, and the CRT native client is optional.
+S3_EXCLUDED_TRANSITIVE = (
+    "software.amazon.awssdk:bundle",
+    "software.amazon.awssdk.crt:aws-crt",
+    "io.netty:*",
+    "org.apache.httpcomponents:*",
+    "commons-codec:commons-codec",
+)
+
+
+def s3_packages(config: Config | None = None) -> list[str]:
+    """hadoop-aws matching the Hadoop that pyspark bundles, plus the minimal AWS SDK v2 modules."""
+    hadoop = bundled_hadoop_version()
+    packages = [f"org.apache.hadoop:hadoop-aws:{hadoop}"]
+    if config is not None and config.s3.sdk_bundle:
+        return packages  # the full shaded bundle, as hadoop-aws declares it
+    sdk = (config.s3.sdk_version if config is not None else None) or _AWS_SDK_FOR_HADOOP.get(hadoop, "2.29.52")
+    packages += [f"software.amazon.awssdk:s3:{sdk}", f"software.amazon.awssdk:s3-transfer-manager:{sdk}"]
+    return packages
+
+
+def jar_excludes(config: Config) -> list[str]:
+    excludes = list(_EXCLUDED_TRANSITIVE)
+    if _needs_s3(config) and not config.s3.sdk_bundle:
+        excludes.extend(S3_EXCLUDED_TRANSITIVE)
+    return excludes
 
 
 def bundled_hadoop_version() -> str:
@@ -79,7 +107,7 @@ def bundled_hadoop_version() -> str:
 
 
 def _needs_s3(config: Config) -> bool:
-    return config.warehouse.startswith("s3a://") or bool(config.s3.endpoint)
+    return config.s3.enabled or config.warehouse.startswith("s3a://") or bool(config.s3.endpoint)
 
 
 def _s3_conf(config: Config) -> dict[str, str]:
@@ -121,7 +149,7 @@ def local_defaults(config: Config) -> dict[str, str]:
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.jars.packages": ",".join(maven_packages(config)),
         "spark.jars.ivy": str(ivy),
-        "spark.jars.excludes": ",".join(_EXCLUDED_TRANSITIVE),
+        "spark.jars.excludes": ",".join(jar_excludes(config)),
         "spark.jars.ivySettings": str(ivy_settings_file()),
     }
     defaults.update(_s3_conf(config))
@@ -130,9 +158,17 @@ def local_defaults(config: Config) -> dict[str, str]:
 
 
 def _submitted_conf() -> dict[str, str]:
-    """The conf spark-submit handed this driver (empty when run as plain python)."""
-    from pyspark import SparkConf
+    """The conf spark-submit handed this driver (empty when run as plain python).
 
+    Under spark-submit the JVM already runs and PythonRunner passes its gateway port in the environment;
+    ``SparkConf()`` only sees the submitted settings (--master, --packages, --conf) once the gateway is
+    connected, so connect first. As plain python there is no JVM yet and nothing was submitted.
+    """
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return {}
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # type: ignore[attr-defined]
     return dict(SparkConf().getAll())
 
 
