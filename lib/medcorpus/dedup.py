@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, IntegerType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, DoubleType, IntegerType, LongType, StringType, StructField, StructType
 
 from medcorpus.config import DedupConfig
 
@@ -317,14 +317,45 @@ def signature_similarity(sig_a: Column, sig_b: Column, num_perm: int) -> Column:
     return F.aggregate(equal, F.lit(0), lambda acc, v: acc + v) / F.lit(float(num_perm))
 
 
-def verified_edges(pairs: DataFrame, sigs: DataFrame, cfg: DedupConfig) -> DataFrame:
-    """Candidate pairs whose estimated Jaccard reaches the threshold: (a, b, similarity)."""
+_EXACT_SCHEMA = StructType(
+    [StructField("a", StringType(), False), StructField("b", StringType(), False),
+     StructField("similarity", DoubleType(), False)]
+)
+
+
+def _exact_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        cols = {name: batch.column(name).to_pylist() for name in ("text_a", "lang_a", "text_b", "lang_b")}
+        sims = [
+            exact_jaccard(shingles(ta, la, cfg), shingles(tb, lb, cfg))
+            for ta, la, tb, lb in zip(cols["text_a"], cols["lang_a"], cols["text_b"], cols["lang_b"])
+        ]
+        yield pa.RecordBatch.from_arrays(
+            [batch.column("a"), batch.column("b"), pa.array(sims, type=pa.float64())],
+            schema=pa.schema([pa.field("a", pa.string(), False), pa.field("b", pa.string(), False),
+                              pa.field("similarity", pa.float64(), False)]),
+        )
+
+
+def verified_edges(pairs: DataFrame, sigs: DataFrame, cfg: DedupConfig, texts: DataFrame | None = None) -> DataFrame:
+    """Candidate pairs whose Jaccard reaches the threshold: (a, b, similarity).
+
+    The signature estimate decides (verify=signature), or prefilters at threshold - verify_margin before
+    the exact Jaccard of the two shingle sets decides (verify=exact; needs ``texts``: doc_id, text, lang).
+    """
     sa = sigs.select(F.col("doc_id").alias("a"), F.col("signature").alias("sig_a"))
     sb = sigs.select(F.col("doc_id").alias("b"), F.col("signature").alias("sig_b"))
     scored = pairs.join(sa, on="a", how="inner").join(sb, on="b", how="inner").select(
         "a", "b", signature_similarity(F.col("sig_a"), F.col("sig_b"), cfg.num_perm).alias("similarity")
     )
-    return scored.filter(F.col("similarity") >= F.lit(cfg.threshold))
+    if cfg.verify == "signature" or texts is None:
+        return scored.filter(F.col("similarity") >= F.lit(cfg.threshold))
+    likely = scored.filter(F.col("similarity") >= F.lit(cfg.threshold - cfg.verify_margin)).select("a", "b")
+    ta = texts.select(F.col("doc_id").alias("a"), F.col("text").alias("text_a"), F.col("lang").alias("lang_a"))
+    tb = texts.select(F.col("doc_id").alias("b"), F.col("text").alias("text_b"), F.col("lang").alias("lang_b"))
+    both = likely.join(ta, on="a", how="inner").join(tb, on="b", how="inner")
+    exact = both.mapInArrow(lambda it: _exact_batches(it, cfg), _EXACT_SCHEMA)
+    return exact.filter(F.col("similarity") >= F.lit(cfg.threshold))
 
 
 def _checkpoint(df: DataFrame) -> DataFrame:
@@ -446,7 +477,8 @@ def dedup_documents(
     """Cluster ``new_docs`` against themselves and ``previous`` (released keepers with stored signatures).
 
     new_docs: doc_id, text, lang, char_count, quality_score (nullable).
-    previous: doc_id, norm_hash, signature, char_count, quality_score — signatures are not recomputed.
+    previous: doc_id, norm_hash, signature, shingle_count, char_count, quality_score (+ text, lang for
+    verify=exact) — their signatures are not recomputed.
     Returns one assignment row per new doc (previous docs are never reassigned).
     """
     check_banding(cfg)
@@ -474,7 +506,10 @@ def dedup_documents(
     reps_of = exact_groups(nodes)  # doc_id -> rep_id
     reps = nodes.join(reps_of.filter(F.col("doc_id") == F.col("rep_id")).select("doc_id"), on="doc_id", how="left_semi")
     cand = candidate_pairs(band_keys(reps, cfg), cfg)
-    edges = verified_edges(cand.pairs, reps, cfg)
+    texts = new.select("doc_id", "text", "lang")
+    if previous is not None and "text" in previous.columns:
+        texts = texts.unionByName(previous.select("doc_id", "text", "lang"))
+    edges = verified_edges(cand.pairs, reps, cfg, texts)
     # released docs were deduplicated against each other already: only links touching a new doc count
     flags = reps.select("doc_id", "is_new")
     edges = (
@@ -636,24 +671,26 @@ def run_dedup(ctx):  # type: ignore[no-untyped-def]
             write_report(ctx.spark, wh, report.finish())
             return report
         params = signature_params(cfg)
-        kept = wh.read_or_empty("unique_documents").select("doc_id")
+        kept = wh.read_or_empty("unique_documents").select("doc_id", "text", "lang")
         previous = (
             wh.read_or_empty("dedup_signatures")
             .filter(F.col("signature_params") == params)
-            .join(kept, on="doc_id", how="left_semi")
+            .join(kept, on="doc_id", how="inner")
         )
+        note = f"input {source_table}; {previous_note(previous)}"
         result = dedup_documents(pending, cfg, previous)
         source = F.col("source") if "source" in pending.columns else F.lit(None).cast("string")
         clusters = mark_singletons(result.assignments).join(
             pending.select("doc_id", source.alias("source")), on="doc_id", how="inner"
         ).withColumn("dedup_run_id", F.lit(ctx.run_id))
-        clusters = clusters.persist(StorageLevel.MEMORY_AND_DISK)
-        wh.merge_new_rows(
-            "dedup_signatures",
-            result.signatures.withColumn("signature_params", F.lit(params)).withColumn("dedup_run_id", F.lit(ctx.run_id)),
-            stage="dedup",
+        # materialised before any write: the computation reads dedup_signatures/unique_documents, which
+        # the writes below change
+        clusters = _checkpoint(clusters)
+        signatures = _checkpoint(
+            result.signatures.withColumn("signature_params", F.lit(params)).withColumn("dedup_run_id", F.lit(ctx.run_id))
         )
         wh.merge_new_rows("dedup_clusters", clusters, stage="dedup")
+        wh.merge_new_rows("dedup_signatures", signatures, stage="dedup")
         keepers = (
             with_optional_columns(pending, wh)
             .join(clusters.filter(F.col("is_keeper")).select("doc_id", "cluster_size"), on="doc_id", how="inner")
@@ -668,14 +705,13 @@ def run_dedup(ctx):  # type: ignore[no-untyped-def]
         stats = stats.withColumn("run_id", F.lit(ctx.run_id))
         wh.merge_new_rows("dedup_stats", stats, stage="dedup")
         _log_stats(stats)
-        clusters.unpersist()
     finally:
         pending.unpersist()
     report.rows_out = by_reason.get("keeper", 0) + by_reason.get("unique", 0)
     report.rows_removed = by_reason.get("exact_duplicate", 0) + by_reason.get("near_duplicate", 0)
     report.removed_by_reason = {k: v for k, v in by_reason.items() if k in ("exact_duplicate", "near_duplicate") and v}
     report.table_version = wh.version("dedup_clusters")
-    report.note = f"input {source_table}; {previous_note(previous)}"
+    report.note = note
     write_report(ctx.spark, wh, report.finish())
     return report
 
