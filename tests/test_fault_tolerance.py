@@ -47,11 +47,11 @@ def _rows(ctx: RunContext, name: str) -> list[tuple]:
     return sorted(tuple(r) for r in df.select(*cols).collect())
 
 
-def _kill_when(proc: subprocess.Popen, marker: Path, timeout: float = 1200) -> None:
+def _kill_when(proc: subprocess.Popen, marker: Path, log_path: Path, timeout: float = 1200) -> None:
     deadline = time.time() + timeout
     while not marker.exists():
         if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
+            out = log_path.read_text(errors="replace")
             pytest.fail(f"run ended (rc={proc.returncode}) before {marker} appeared:\n{out[-3000:]}")
         if time.time() > deadline:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -67,9 +67,11 @@ def test_killed_run_reruns_to_the_uninterrupted_result(spark, make_config, tmp_p
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
     cmd = [sys.executable, "-m", "medcorpus.cli", "run", str(src), "--until", "normalize", "--warehouse", str(killed_wh),
            "--run-id", "killed", "--set", "spark.shuffle_partitions=2", "--set", "spark.driver_memory=1g"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    _kill_when(proc, killed_wh / "documents" / "_delta_log" / "00000000000000000000.json")
+    log_path = tmp_path / "killed-run.log"  # a file, not a pipe: an undrained pipe would stall the child
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        _kill_when(proc, killed_wh / "documents" / "_delta_log" / "00000000000000000000.json", log_path)
     assert proc.returncode == -signal.SIGKILL
 
     # what the kill left behind: ingest committed, normalize interrupted before its merge committed
