@@ -42,10 +42,66 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("normalize", help="raw_documents -> documents")
     _common(p)
 
+    p = sub.add_parser("dedup", help="scored/clean documents -> dedup_clusters + unique_documents (exact + MinHash LSH)")
+    _common(p)
+    p = sub.add_parser("decontaminate", help="unique_documents overlapping benchmark test items -> contamination_hits")
+    _common(p)
+
+    p = sub.add_parser("filter", help="documents -> clean_documents (rule filters, PII redaction) + filtered_out")
+    _common(p)
+    p.add_argument("--explain", metavar="DOC_ID", help="print every rule's value for one document; writes nothing")
+
+    for name, text in (
+        ("annotate", "LLM: two labelling rounds (domain, 0-5 quality) -> annotations, labelled_domain/quality"),
+        ("translate", "LLM: classical -> modern Chinese by paragraph -> translations"),
+        ("generate-qa", "LLM: QA pairs from documents -> generated_qa (sft messages format)"),
+        ("judge", "LLM: a doctor answer vs the original, scored on 4 aspects -> judged_preferences"),
+    ):
+        p = sub.add_parser(name, help=text + " (needs --set llm.base_url=...)")
+        _common(p)
+
+    for name, text in (("sft", "import the configured SFT sources -> sft (Deita selection, ConFilter)"),
+                       ("preference", "sft -> preference (objective and subjective DPO pairs)"),
+                       ("pretrain", "documents (+ sft) -> pretrain (the configured mixtures)")):
+        p = sub.add_parser(name, help=text)
+        _common(p)
+    p = sub.add_parser("release", help="record a named release: Delta versions of sft, preference, pretrain")
+    _common(p)
+    p.add_argument("name")
+    p = sub.add_parser("export", help="write a release's shards + manifest (reads the release's Delta versions)")
+    _common(p)
+    p.add_argument("name")
+    p.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+    p.add_argument("--out", required=True, help="output folder; files go to OUT/NAME/")
+
+    p = sub.add_parser("classify", help="clean_documents (else documents) -> scored_documents (domain, quality)")
+    _common(p)
+    for name, what in (("train-classifier", "medical-vs-general + sub-domain classifier"),
+                       ("train-rater", "0-5 quality rater")):
+        p = sub.add_parser(name, help=f"train the {what} from labelled data; writes a versioned artifact")
+        _common(p)
+        p.add_argument("--input", default="labelled_documents",
+                       help="warehouse table name, Delta path or JSONL with text + label/score (default: labelled_documents)")
+        p.add_argument("--out", help="artifact folder (default: classify.domain_model_dir / classify.rater_model_dir)")
+    p = sub.add_parser("build-labelled", help="real sources (../shared/data) or the seed -> labelled_documents")
+    _common(p)
+    p.add_argument("--from", dest="from_", choices=["shared_data", "seed"], default="shared_data")
+    p.add_argument("--shared-data", help="folder of the real sources (default: classify.shared_data_dir)")
+    p.add_argument("--jsonl", help="also write the rows to this JSONL file")
+
     p = sub.add_parser("run", help="the whole pipeline on the given sources (default: the demo corpus)")
     _common(p)
     p.add_argument("sources", nargs="*", help="files or folders; default: build/demo (generated if absent)")
     p.add_argument("--until", help="stop after this stage")
+
+    p = sub.add_parser("validate", help="run a table's Great Expectations suite (exit 1 on a critical failure)")
+    _common(p)
+    p.add_argument("tables", nargs="+", metavar="TABLE", help="table name(s), or 'all' for every existing table")
+    p.add_argument("--version", type=int, help="Delta version to validate (default: current)")
+
+    p = sub.add_parser("report", help="write the run report (funnel, validation, plots) into <warehouse>/reports/")
+    _common(p)
+    p.add_argument("--for-run", help="run id to report on (default: the newest run in run_log)")
 
     p = sub.add_parser("tables", help="each table: version, rows, last run")
     _common(p)
@@ -125,7 +181,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from medcorpus.demo import ensure_demo_corpus
 
         sources = [str(ensure_demo_corpus(Path("build/demo")))]
+        from medcorpus.demo import SFT_DEMO_DIR, write_demo_sft_inputs
+
+        write_demo_sft_inputs(Path(SFT_DEMO_DIR))  # the default datasets.sft_sources point here
     _check_local_inputs(sources, config)
+
+    if args.command in ("annotate", "translate", "generate-qa", "judge"):
+        from medcorpus.llm.stages import check_llm_ready
+
+        check_llm_ready(config, args.command)  # fail fast: endpoint and prompt template, before Spark
 
     from medcorpus import runner
     from medcorpus.session import build_spark
@@ -135,13 +199,75 @@ def _dispatch(args: argparse.Namespace) -> int:
     log.info("run %s config %s warehouse %s", ctx.run_id, config.hash(), config.warehouse)
     if args.command == "ingest":
         runner.run_ingest(ctx, sources, args.format)
+    elif args.command == "dedup":
+        from medcorpus.dedup import run_dedup
+
+        run_dedup(ctx)
+    elif args.command == "decontaminate":
+        from medcorpus.decontaminate import run_decontaminate
+
+        run_decontaminate(ctx)
     elif args.command == "normalize":
         runner.run_normalize(ctx)
+    elif args.command == "filter":
+        from medcorpus import filters
+
+        if args.explain:
+            print(filters.explain_document(ctx, args.explain))
+        else:
+            print(filters.run_filter(ctx).summary())
     elif args.command == "run":
-        reports = runner.run_pipeline(ctx, sources, args.until)
+        from medcorpus.report import build_report
+
+        try:
+            reports = runner.run_pipeline(ctx, sources, args.until)
+        finally:  # a run stopped by a validation gate still gets its report page
+            try:
+                print(f"report: {build_report(ctx, ctx.run_id)}")
+            except Exception as err:  # never hide the pipeline's own error behind a report problem
+                log.warning("could not write the run report: %s", err)
         print(f"run {ctx.run_id} finished:")
         for report in reports:
             print("  " + report.summary())
+    elif args.command in ("annotate", "translate", "generate-qa", "judge"):
+        from medcorpus.llm.stages import LLM_STAGES
+
+        print(LLM_STAGES[args.command](ctx).summary())
+    elif args.command in ("sft", "preference", "pretrain"):
+        from medcorpus import datasets
+
+        print({"sft": datasets.run_sft, "preference": datasets.run_preference,
+               "pretrain": datasets.run_pretrain}[args.command](ctx).summary())
+    elif args.command == "release":
+        from medcorpus.release import run_release
+
+        print(run_release(ctx, args.name).summary())
+    elif args.command == "export":
+        from medcorpus.release import export_release
+
+        print(export_release(ctx, args.name, args.format, args.out))
+    elif args.command == "classify":
+        from medcorpus.classify import run_classify
+
+        print(run_classify(ctx).summary())
+    elif args.command in ("train-classifier", "train-rater"):
+        import json as _json
+
+        from medcorpus.training import run_train
+
+        meta = run_train(ctx, args.command.removeprefix("train-"), args.input, args.out)
+        print(_json.dumps({k: meta[k] for k in ("model_version", "checksum", "feature_version", "training_data",
+                                                 "metrics")}, indent=2, ensure_ascii=False))
+    elif args.command == "build-labelled":
+        from medcorpus.training import run_build_labelled
+
+        print(run_build_labelled(ctx, args.from_, args.shared_data, args.jsonl).summary())
+    elif args.command == "validate":
+        return _validate(ctx, args.tables, args.version)
+    elif args.command == "report":
+        from medcorpus.report import build_report
+
+        print(build_report(ctx, args.for_run))
     elif args.command == "tables":
         from medcorpus.inspect import tables_overview
 
@@ -151,6 +277,29 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(table_history(ctx, args.table, args.limit))
     return 0
+
+
+def _validate(ctx, tables: list[str], version: int | None) -> int:
+    """`medcorpus validate TABLE...`: 0 when every table passed, 1 otherwise (the failures are printed)."""
+    from medcorpus.expectations import suite_tables
+    from medcorpus.registry import table_spec
+    from medcorpus.validation import validate_table
+
+    if tables == ["all"]:
+        tables = [t for t in suite_tables() if ctx.warehouse.exists(t)]
+    for table in tables:
+        try:
+            table_spec(table)
+        except KeyError as err:
+            raise MedcorpusError(str(err.args[0])) from None
+    failed = 0
+    for table in tables:
+        outcome = validate_table(ctx, table, version=version)
+        print(outcome.summary())
+        if not outcome.success:
+            failed += 1
+            print(outcome.message())
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medcorpus.errors import ConfigError
 
@@ -83,31 +83,423 @@ class NormalizeConfig(_Section):
 
 # Sections of the later stages. Each stage's owner fills its own class; keep one class per stage.
 class FilterConfig(_Section):
-    """Rule filters and PII redaction (stage ``filter``)."""
+    """Rule filters and PII redaction (stage ``filter``).
+
+    Lengths and line measures count characters for Chinese (and ``other``) and words for English.
+    A ``max_*`` threshold removes a document whose value is above it, a ``min_*`` one below it.
+    """
+
+    zh_min_chars: int = Field(20, description="Fewer non-space characters than this removes a zh/other doc.")
+    zh_max_chars: int = Field(3_000_000, description="More non-space characters than this removes a zh/other doc.")
+    en_min_words: int = Field(12, description="Fewer words than this removes an en doc.")
+    en_max_words: int = Field(1_000_000, description="More words than this removes an en doc.")
+    max_mojibake_ratio: float = Field(
+        0.01, description="Share of characters that are U+FFFD, private-use or typical mojibake (锟斤拷, Ã©, â€) above which a doc goes."
+    )
+    max_special_char_ratio: float = Field(
+        0.10,
+        description="Share of non-space characters that are symbols outside letters, digits and ordinary "
+        "(also medical: % ± × ° ℃ μ / < > =) punctuation — e.g. # @ * | ★ emoji box-drawing.",
+    )
+    max_digit_ratio: float = Field(0.30, description="Share of non-space characters that are digits.")
+    min_lines_for_line_rules: int = Field(
+        5, description="Line rules (mean line length, end punctuation) apply only to docs with at least this many lines."
+    )
+    zh_min_mean_line_chars: float = Field(4.0, description="Mean characters per non-empty line below which a zh doc goes.")
+    en_min_mean_line_words: float = Field(3.0, description="Mean words per non-empty line below which an en doc goes.")
+    min_end_punct_frac: float = Field(
+        0.10, description="Share of non-empty lines ending in terminal punctuation (。！？.!?;… quotes/brackets) below which a doc goes."
+    )
+    max_dup_line_frac: float = Field(0.30, description="Gopher: share of non-empty lines that repeat an earlier line.")
+    max_dup_line_char_frac: float = Field(
+        0.30, description="Share of line characters in repeated lines (Gopher 0.20; COVID dialogues repeat the question once)."
+    )
+    max_dup_para_frac: float = Field(0.30, description="Gopher: share of paragraphs (blank-line separated) that repeat an earlier one.")
+    min_lines_for_dup_rules: int = Field(3, description="Line/paragraph repetition applies to docs with at least this many lines/paragraphs.")
+    min_dup_unit_chars: int = Field(
+        20, description="Lines/paragraphs shorter than this (speaker labels, section markers) are left out of repetition."
+    )
+    zh_chars_per_ngram_unit: int = Field(
+        2, description="Chinese n-grams are over characters; one English word counts as this many characters (n=2 -> 4 chars)."
+    )
+    en_min_words_for_ngram_rules: int = Field(100, description="Top/duplicated n-gram rules apply to en docs of at least this many words.")
+    zh_min_chars_for_ngram_rules: int = Field(200, description="... and to zh/other docs of at least this many characters.")
+    max_repetition_tokens: int = Field(
+        20_000, description="N-gram repetition is measured on the first this-many tokens (words/characters) of a doc."
+    )
+    top_ngram_sizes: tuple[int, ...] = Field((2, 3, 4), description="Gopher top n-gram sizes (in words).")
+    en_max_top_ngram_frac: tuple[float, ...] = Field(
+        (0.20, 0.18, 0.16), description="Per size: share of words covered by the most frequent n-gram."
+    )
+    zh_max_top_ngram_frac: tuple[float, ...] = Field(
+        (0.25, 0.22, 0.20), description="Per size: share of characters covered by the most frequent character n-gram."
+    )
+    dup_ngram_sizes: tuple[int, ...] = Field((5, 6, 7, 8, 9, 10), description="Gopher duplicated n-gram sizes (in words).")
+    en_max_dup_ngram_frac: tuple[float, ...] = Field(
+        (0.20, 0.19, 0.18, 0.17, 0.16, 0.15),
+        description="Per size: share of characters in n-grams repeating an earlier one (Gopher 0.15..0.10).",
+    )
+    zh_max_dup_ngram_frac: tuple[float, ...] = Field(
+        (0.35, 0.34, 0.33, 0.32, 0.31, 0.30),
+        description="Per size, over character n-grams (formal Chinese repeats 10-15 character titles and names).",
+    )
+    lexicon_dirs: tuple[str, ...] = Field(
+        ("lexicons",),
+        description="Folders (relative to the repo root or absolute) holding <category>.<lang>.txt term lists; "
+        "terms of all folders are merged, so users extend by adding a folder or lines.",
+    )
+    lexicon_categories: tuple[str, ...] = Field(
+        ("ads", "toxic", "porn", "violence", "gambling"), description="Lexicon categories, each a rule of that name."
+    )
+    lexicon_min_hits: tuple[int, ...] = Field(
+        (3, 2, 2, 2, 2), description="Per category: a doc goes only with at least this many term hits ..."
+    )
+    lexicon_min_per_1k: tuple[float, ...] = Field(
+        (1.0, 0.5, 0.5, 0.5, 0.5), description="... and at least this many hits per 1,000 characters."
+    )
+    pii_types: tuple[str, ...] = Field(
+        ("URL_CREDENTIALS", "EMAIL", "ID_CARD", "BANK_CARD", "IP", "PHONE", "LANDLINE", "PHONE_EN"),
+        description="PII redacted, in this order, each replaced by <TYPE> (PHONE_EN by <PHONE>).",
+    )
+    bank_card_prefixes: str = Field("3456", description="First digits a bank card candidate may start with (then Luhn).")
+
+    @model_validator(mode="after")
+    def _per_size_lengths(self) -> FilterConfig:
+        pairs = [
+            ("top_ngram_sizes", "en_max_top_ngram_frac"),
+            ("top_ngram_sizes", "zh_max_top_ngram_frac"),
+            ("dup_ngram_sizes", "en_max_dup_ngram_frac"),
+            ("dup_ngram_sizes", "zh_max_dup_ngram_frac"),
+            ("lexicon_categories", "lexicon_min_hits"),
+            ("lexicon_categories", "lexicon_min_per_1k"),
+        ]
+        for a, b in pairs:
+            if len(getattr(self, a)) != len(getattr(self, b)):
+                raise ValueError(f"filter.{b} needs one value per entry of filter.{a}")
+        return self
 
 
 class ClassifyConfig(_Section):
-    """Domain classifier and quality rater (stage ``classify``)."""
+    """Domain classifier and quality rater (stage ``classify``), their training and labelled data.
+
+    Relative paths are resolved against the repo root.
+    """
+
+    backend: str = Field(
+        "hashed_linear",
+        description="Scoring backend: a registered name (hashed_linear) or 'package.module:Class' implementing "
+        "medcorpus.classify.ScoringBackend (e.g. an ONNX/torch model).",
+    )
+    domain_model_dir: str = Field("build/models/domain", description="Folder of the domain classifier artifact.")
+    rater_model_dir: str = Field("build/models/rater", description="Folder of the quality rater artifact.")
+    domain_model_checksum: str | None = Field(None, description="Pin: refuse a domain model with another checksum.")
+    rater_model_checksum: str | None = Field(None, description="Pin: refuse a rater with another checksum.")
+    train_if_missing: bool = Field(
+        True, description="When a model folder is empty, train the default model before scoring (make run)."
+    )
+    default_training_data: str = Field(
+        "seed", description="What train_if_missing trains on: 'seed' (shipped, fast) or 'shared_data' (real sources)."
+    )
+    medical_threshold: float = Field(0.5, description="p_medical at or above this makes a document 'medical'.")
+    subdomain_min_prob: float = Field(
+        0.0, description="A medical document whose best sub-domain probability is below this gets subdomain null."
+    )
+    batch_rows: int = Field(1000, description="Rows scored per model call inside one Arrow batch.")
+    hash_bits: int = Field(18, description="Hashed n-gram space of 2**hash_bits buckets (feature parameter).")
+    max_chars: int = Field(3000, description="Characters of each text's head that are featurised (feature parameter).")
+    c_domain: float = Field(4.0, description="Inverse L2 strength of the medical-vs-general logistic regression.")
+    c_subdomain: float = Field(4.0, description="Inverse L2 strength of the sub-domain logistic regression.")
+    ridge_alpha: float = Field(1.0, description="L2 strength of the quality rater's ridge regression.")
+    max_iter: int = Field(300, description="Solver iterations.")
+    validation_percent: int = Field(
+        20, description="Share (0-100) of groups (files) sent to validation when the input has no 'split' column."
+    )
+    split_salt: str = Field("medcorpus", description="Salt of the stable hash that splits train/validation.")
+    max_train_rows: int = Field(200_000, description="Most labelled rows a training job brings to the driver.")
+    max_score_gap: float = Field(
+        2.0, description="Two-round quality annotations differing by this much or more are dropped (CareBot)."
+    )
+    shared_data_dir: str = Field("../shared/data", description="Real sources read by build-labelled.")
+    labelled_train_cap: int = Field(1200, description="Labelled builder: most training rows per source.")
+    labelled_validation_cap: int = Field(400, description="Labelled builder: most validation rows per source.")
+    holdout_sources: tuple[str, ...] = Field(
+        ("covid_dialogue_zh", "medicalgpt", "kdconv", "thucnews", "nltk_webtext"),
+        description="Labelled builder: sources used only for validation (never seen in training).",
+    )
+    synthetic_percent: int = Field(10, description="Labelled builder: share of rows given a low-quality twin.")
 
 
 class DedupConfig(_Section):
-    """Exact and MinHash LSH near-duplicate removal (stage ``dedup``)."""
+    """Exact and MinHash LSH near-duplicate removal (stage ``dedup``).
+
+    Banding is chosen for recall at ``threshold``: the LSH S-curve midpoint (1/bands)^(1/rows) sits
+    below the threshold, and every candidate pair is verified by its signature-estimated Jaccard before
+    it links two documents, which restores precision.
+    """
+
+    threshold: float = Field(0.7, gt=0, le=1, description="Jaccard of shingle sets at or above which two documents are near duplicates.")
+    num_perm: int = Field(256, ge=16, description="MinHash permutations (signature length); verification uses all of them.")
+    bands: int = Field(32, ge=1, description="LSH bands; bands x rows <= num_perm.")
+    rows: int = Field(5, ge=1, description="Rows (signature positions) per band.")
+    seed: int = Field(1729, description="Seed of the MinHash permutations (same seed = same signatures on every run).")
+    zh_shingle_chars: int = Field(5, ge=1, description="Character n-gram size for Chinese text (whitespace removed).")
+    en_shingle_words: int = Field(5, ge=1, description="Word n-gram size for English and other space-separated text.")
+    zh_min_han_ratio: float = Field(
+        0.3, description="For lang=other: share of Han among non-space characters above which character shingles are used."
+    )
+    verify: str = Field(
+        "exact", pattern="^(exact|signature)$",
+        description="How candidate pairs are verified before linking: 'signature' = estimated Jaccard from the "
+        "signatures; 'exact' = that estimate as a prefilter (>= threshold - verify_margin), then the exact Jaccard "
+        "of the shingle sets (template families pile up at the threshold, where the estimate's noise costs ~10% P/R).",
+    )
+    verify_margin: float = Field(0.1, ge=0, lt=1, description="Prefilter margin below the threshold for verify=exact.")
+    max_bucket_size: int = Field(
+        100, ge=2, description="LSH buckets larger than this (boilerplate skew) are salted into chunks of this size and star-linked; reported."
+    )
+    max_split_rounds: int = Field(
+        3, ge=1, description="Rounds that re-cluster members whose estimated Jaccard to their cluster keeper is below threshold "
+        "(template families chained through intermediate documents)."
+    )
+    cc_max_iterations: int = Field(60, ge=1, description="Safety cap on large-star/small-star iterations.")
+    stats_top_clusters: int = Field(10, ge=0, description="Largest clusters reported with text samples.")
+    stats_sample_chars: int = Field(160, ge=0, description="Characters of each sample text in the stats.")
 
 
 class DecontaminateConfig(_Section):
     """Benchmark decontamination (stage ``decontaminate``)."""
 
+    benchmarks_dir: str = Field(
+        "../shared/data/benchmarks", description="Folder of benchmark question files; relative paths are from the repo root."
+    )
+    benchmark_globs: tuple[str, ...] = Field(
+        ("cmmlu/test/*.csv", "cmexam_val/*.xlsx", "**/*test*.jsonl"),
+        description="Files under benchmarks_dir holding test items (CSV, XLSX or JSONL with a question field).",
+    )
+    question_fields: tuple[str, ...] = Field(
+        ("Question", "question", "instruction", "prompt"), description="First field found is an item's question."
+    )
+    option_fields: tuple[str, ...] = Field(
+        ("A", "B", "C", "D", "E", "Options", "options"), description="Fields appended to the question (multiple choice options)."
+    )
+    zh_ngram_chars: int = Field(13, ge=4, description="Character n-gram size for Chinese items (punctuation/space removed).")
+    en_ngram_words: int = Field(13, ge=3, description="Word n-gram size for English items.")
+    min_item_chars: int = Field(
+        10, ge=1, description="Items whose matchable text is shorter than this are skipped (too generic to flag a document)."
+    )
+    min_overlap: float = Field(
+        0.5, gt=0, le=1, description="Share of an item's n-grams found in a text at or above which the text is contaminated."
+    )
+
+
+class SftSource(_Section):
+    """One SFT input: an importer id (see ``medcorpus.sft_import.IMPORTERS``) and a file or folder."""
+
+    name: str = Field(..., description="Short source name stored in sft.source.")
+    format: str = Field(..., description="Importer id, e.g. alpaca_jsonl, toyhom_csv, cmexam_xlsx.")
+    path: str = Field(..., description="File or folder; relative paths are resolved from the working directory.")
+    subjects: tuple[str, ...] = Field((), description="cmmlu_csv only: subject files to read (empty = all).")
+
+
+class MixtureConfig(_Section):
+    """A named pretraining mixture: token-level shares per component and per language."""
+
+    components: dict[str, float] = Field(
+        ..., description="Token share per component: medical | general | sft (normalised to sum 1)."
+    )
+    languages: dict[str, float] = Field(..., description="Token share per language zh | en (normalised).")
+    medical_min_quality: float = Field(
+        0.0, description="Medical documents need quality_score >= this (0-5 scale of scored_documents)."
+    )
+    medical_top_fraction: float = Field(
+        1.0, gt=0, le=1,
+        description="Keep only this top fraction of the (threshold-passing) medical documents by quality_score.",
+    )
+    max_tokens: int | None = Field(None, description="Cap on the mixture's total tokens (None = as many as fit).")
+    tolerance: float = Field(
+        0.02, description="Largest allowed |achieved - requested| token share, per component and per language."
+    )
+
+
+def _default_mixtures() -> dict[str, MixtureConfig]:
+    return {
+        "stable": MixtureConfig(components={"medical": 19, "general": 1}, languages={"zh": 1, "en": 9},
+                                medical_min_quality=2.5),
+        "boost": MixtureConfig(components={"medical": 1, "sft": 1}, languages={"zh": 4, "en": 6},
+                               medical_min_quality=2.5, medical_top_fraction=0.3),
+    }
+
+
+def _default_sft_sources() -> tuple[SftSource, ...]:
+    base = "build/demo-sft"
+    return (
+        SftSource(name="demo_alpaca", format="alpaca_jsonl", path=f"{base}/instructions.jsonl"),
+        SftSource(name="demo_sharegpt", format="sharegpt_jsonl", path=f"{base}/dialogues.jsonl"),
+        SftSource(name="demo_exam", format="mc_jsonl", path=f"{base}/exam.jsonl"),
+        SftSource(name="demo_scored", format="scored_jsonl", path=f"{base}/scored.jsonl"),
+    )
+
 
 class DatasetsConfig(_Section):
     """Pretraining mixtures, SFT and preference tables, releases."""
 
+    seed: int = Field(20240601, description="Seed of every sampling decision (mixtures, rejected options).")
+    mixtures: dict[str, MixtureConfig] = Field(
+        default_factory=_default_mixtures,
+        description="Named mixtures (CareBot: stable = medical:general 19:1, zh:en 1:9; boost = top medical:SFT 1:1, zh:en 4:6).",
+    )
+    sft_sources: tuple[SftSource, ...] = Field(
+        default_factory=_default_sft_sources, description="SFT inputs; a missing path is skipped with a warning."
+    )
+    min_turn_chars: int = Field(2, description="A message shorter than this (after trim) makes the sample empty_turn.")
+    deita_threshold: float = Field(
+        4.0, description="Keep SFT samples with complexity x quality >= this (each 1-5, so 1-25)."
+    )
+    confilter_ngram_order: int = Field(3, description="Character n-gram order of the ConFilter language model.")
+    confilter_cache_weight: float = Field(
+        0.2, description="Weight of the history cache in the mixture P = (1-w) P_ngram + w P_cache."
+    )
+    confilter_min_count: int = Field(2, description="N-grams seen fewer times are dropped from the model.")
+    confilter_max_ngrams: int = Field(400_000, description="Model size cap: the most frequent n-grams kept.")
+    confilter_train_rows: int = Field(20_000, description="SFT samples (hash-sampled) the ConFilter LM trains on.")
+    confilter_train_chars: int = Field(2000, description="Characters of each training sample used (the start).")
+    confilter_max_turn_chars: int = Field(1500, description="Characters of a turn scored (longer turns are cut).")
+    confilter_lower: float = Field(
+        0.55, description="Drop a dialogue whose mean CF = L(turn|history)/L(turn) is below this (turns repeat the history)."
+    )
+    confilter_upper: float = Field(
+        1.0, description="Drop a dialogue whose mean CF is above this (turns ignore their history)."
+    )
+    decontaminate: bool = Field(
+        True, description="Remove SFT/preference rows overlapping the decontaminate stage's benchmark items."
+    )
+    export_rows_per_shard: int = Field(50_000, description="Rows per exported shard.")
+    auto_release: bool = Field(True, description="`medcorpus run` ends by recording release <prefix><run_id>.")
+    auto_release_prefix: str = Field("run-", description="Name prefix of the automatic per-run release.")
+
 
 class ValidateConfig(_Section):
-    """Great Expectations gates and reports."""
+    """Great Expectations gates and reports.
+
+    Suites live in ``expectations/<table>.json`` (regenerate with ``python -m medcorpus.expectations``);
+    values that come from the config are passed to them as GX suite parameters.
+    """
+
+    enabled: bool = Field(
+        True, description="Validate every table a stage wrote before the next stage runs (run_pipeline)."
+    )
+    expectations_dir: str = Field("expectations", description="Suite folder, relative to the repo root or absolute.")
+    skip_tables: tuple[str, ...] = Field((), description="Tables the pipeline gate does not validate.")
+    result_format: str = Field(
+        "BASIC",
+        description="GX result format of the gate (BASIC | SUMMARY | COMPLETE; Data Docs cannot render "
+        "BOOLEAN_ONLY). With BASIC, GX lists no unexpected values (no extra Spark job per expectation); failed "
+        "expectations get their count and sample rows from one targeted query each.",
+    )
+    sample_rows: int = Field(5, ge=1, description="Sample failing rows shown per failed expectation.")
+    max_failures_shown: int = Field(5, ge=1, description="Failed critical expectations detailed in the error message.")
+    persist: bool = Field(
+        True, description="Cache the table version in memory/disk while GX computes its metrics (one Delta scan)."
+    )
+    domain_values: tuple[str, ...] = Field(("medical", "general"), description="Allowed values of a 'domain' column.")
+    subdomain_values: tuple[str, ...] = Field(
+        ("clinical", "tcm", "pharmacy", "consumer_health", "general"),
+        description="Allowed values of a 'subdomain' column (null allowed).",
+    )
+    reports_dir: str = Field("reports", description="Folder under the warehouse for Data Docs and run reports.")
+
+
+class LLMAnnotateConfig(_Section):
+    """Stage ``annotate``: two LLM labelling rounds of domain and 0-5 quality (CareBot's seed data)."""
+
+    sample_size: int = Field(2000, description="Documents labelled per run (deterministic sample by doc_id hash).")
+    min_chars: int = Field(50, description="Shorter documents are not worth labelling and are not sampled.")
+    max_input_chars: int = Field(2000, description="Text sent to the model is cut to this many characters.")
+    domain_labels: tuple[str, ...] = Field(
+        ("general", "clinical", "tcm", "pharmacy", "consumer_health"),
+        description="Allowed domain labels; 'general' is non-medical, the rest are medical sub-domains.",
+    )
+    quality_max_diff: int = Field(
+        2, description="Drop the quality label when the two rounds differ by this many points or more."
+    )
+    template: str = Field("annotate.v1", description="Prompt template <name>.<version> under prompt_dir.")
+
+
+class LLMTranslateConfig(_Section):
+    """Stage ``translate``: classical -> modern Chinese, one request per paragraph (aligned by construction)."""
+
+    classical_column: str = Field(
+        "is_classical", description="Boolean column of the input table marking classical text, used when present."
+    )
+    classical_particle_ratio: float = Field(
+        0.02,
+        description="Fallback when the column is absent: share of classical particles (之乎者也矣焉哉曰兮其) among "
+        "non-space characters at or above which a zh document counts as classical.",
+    )
+    min_paragraph_chars: int = Field(2, description="Shorter paragraphs (after trimming) are not sent.")
+    max_docs: int = Field(0, description="Documents translated per run (0 = all classical documents).")
+    template: str = "translate.v1"
+
+
+class LLMGenerateQAConfig(_Section):
+    """Stage ``generate-qa``: QA pairs from documents into the sft messages format."""
+
+    pairs_per_doc: int = Field(3, description="QA pairs asked for per document.")
+    min_chars: int = Field(100, description="Documents shorter than this are not used.")
+    max_input_chars: int = Field(3000, description="Text sent to the model is cut to this many characters.")
+    max_docs: int = Field(0, description="Documents used per run (0 = all).")
+    medical_only: bool = Field(
+        True, description="When the input has a 'domain' column, keep only rows whose domain is 'medical'."
+    )
+    template: str = "generate_qa.v1"
+
+
+class LLMJudgeConfig(_Section):
+    """Stage ``judge``: a second doctor answer, then scores on four aspects -> subjective preference pairs."""
+
+    max_items: int = Field(0, description="Prompts judged per run (0 = all).")
+    answer_template: str = Field("doctor_answer.v1", description="Template that writes the competing answer.")
+    template: str = "judge.v1"
+    min_margin: float = Field(
+        1.0, description="Total score margin (sum over the four aspects) below which the pair is dropped as a tie."
+    )
 
 
 class LLMConfig(_Section):
-    """OpenAI-compatible endpoint used by the LLM-backed stages."""
+    """OpenAI-compatible endpoint used by the LLM-backed stages (annotate, translate, generate-qa, judge).
+
+    The API key is read from the environment variable named by ``api_key_env`` on the driver; it is never
+    part of the config, a log line, a table or a report.
+    """
+
+    base_url: str | None = Field(
+        None, description="e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, llama.cpp server, a hosted API). Unset: "
+        "the LLM stages refuse to run and are not part of `medcorpus run`.",
+    )
+    model: str = Field("Qwen2.5-7B-Instruct", description="Model name sent with every request; part of the cache key.")
+    api_key_env: str = Field("MEDCORPUS_LLM_API_KEY", description="Environment variable holding the API key.")
+    concurrency: int = Field(4, ge=1, description="Requests in flight per partition (threads per partition).")
+    partitions: int = Field(2, ge=1, description="Partitions calling the endpoint at once (total = x concurrency).")
+    connect_timeout_s: float = Field(10.0, description="TCP connect timeout.")
+    request_timeout_s: float = Field(120.0, description="Socket read timeout per request.")
+    max_retries: int = Field(5, ge=0, description="Retries after the first attempt on 429/5xx/timeouts.")
+    backoff_base_s: float = Field(1.0, description="First backoff; doubles per retry, with jitter.")
+    backoff_max_s: float = Field(30.0, description="Cap of one backoff sleep.")
+    retry_after_max_s: float = Field(120.0, description="Cap on an honoured Retry-After header.")
+    retry_seed: int = Field(0, description="Seed of the backoff jitter (deterministic per item and attempt).")
+    temperature: float = 0.2
+    max_tokens: int = 1024
+    prompt_dir: str = Field("prompts", description="Folder of versioned prompt templates, relative to the repo root.")
+    commit_every: int = Field(
+        256, ge=1, description="Responses written to llm_cache per chunk: a killed run loses at most one chunk."
+    )
+    failure_raw_chars: int = Field(4000, description="Raw model text kept in llm_failures rows.")
+    price_per_1k_prompt_tokens: float = Field(0.0, description="For the cost estimate in run_log/llm_usage.")
+    price_per_1k_completion_tokens: float = 0.0
+    annotate: LLMAnnotateConfig = LLMAnnotateConfig()
+    translate: LLMTranslateConfig = LLMTranslateConfig()
+    generate_qa: LLMGenerateQAConfig = LLMGenerateQAConfig()
+    judge: LLMJudgeConfig = LLMJudgeConfig()
 
 
 class Config(_Section):

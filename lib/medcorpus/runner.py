@@ -15,6 +15,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from medcorpus import classify as _classify
 from medcorpus import ingest as ingest_mod
 from medcorpus import normalize as normalize_mod
 from medcorpus.config import Config
@@ -174,6 +175,7 @@ StageFn = Callable[[RunContext], StageReport]
 
 PIPELINE_STAGES: list[tuple[str, StageFn]] = [
     ("normalize", run_normalize),
+    ("classify", _classify.run_classify),
 ]
 
 
