@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from medcorpus import classify as _classify
+from medcorpus import filters as _filters
 from medcorpus import ingest as ingest_mod
 from medcorpus import normalize as normalize_mod
 from medcorpus.config import Config
@@ -175,6 +176,7 @@ StageFn = Callable[[RunContext], StageReport]
 
 PIPELINE_STAGES: list[tuple[str, StageFn]] = [
     ("normalize", run_normalize),
+    ("filter", _filters.run_filter),
     ("classify", _classify.run_classify),
 ]
 
