@@ -71,7 +71,13 @@ def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_pat
     sft = ctx.warehouse.read("sft")
     by_type = {r["type"]: r["n"] for r in sft.groupBy("type").agg(F.count(F.lit(1)).alias("n")).collect()}
     assert by_type["multiple_choice"] == 22  # every demo exam item is kept (exam items skip Deita)
-    assert sft_report.removed_by_reason.get("confilter_low") == 1  # the planted echo dialogue
+    # the planted off-topic dialogue is dropped (CF > upper); the planted echo has the lowest CF of all
+    assert sft_report.removed_by_reason == {"confilter_high": 1}
+    from medcorpus.sft_import import _sample_id
+
+    dialogues = sft.filter(F.col("type") == "multi_turn").orderBy("scores.confilter").collect()
+    assert dialogues[0]["sample_id"] == _sample_id("demo_sharegpt", "zh-dlg-echo")
+    assert _sample_id("demo_sharegpt", "zh-dlg-offtopic") not in {d["sample_id"] for d in dialogues}
     assert sft.filter(F.col("sample_id").isNull() | (F.size("messages") < 2)).count() == 0
     assert "skipped missing sources: absent" in sft_report.note
     assert sft.filter((F.col("type") == "multi_turn") & F.col("scores.confilter").isNull()).count() == 0

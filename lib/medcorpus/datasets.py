@@ -39,6 +39,14 @@ def _table_exists(ctx: Any, name: str) -> bool:
     return bool(ctx.warehouse.exists(name))
 
 
+def _registered(name: str) -> bool:
+    try:
+        table_spec(name)
+    except KeyError:
+        return False
+    return True
+
+
 def newest_document_table(ctx: Any) -> str:
     """unique_documents > scored_documents > clean_documents > documents: the first that exists."""
     for name in DOCUMENT_TABLES:
@@ -76,7 +84,7 @@ def apply_decontamination(ctx: Any, df: DataFrame, id_col: str, text_cols: tuple
         return df, msg
     hits = find(df, index, cfg, id_col=id_col, text_cols=text_cols, kind=kind).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        if _table_exists(ctx, "contamination_hits"):
+        if _registered("contamination_hits"):
             ctx.warehouse.merge_new_rows("contamination_hits", hits.withColumn("run_id", F.lit(ctx.run_id)), kind)
         bad = hits.select(F.col("item_id").alias(id_col)).distinct()
         kept = df.join(bad, on=id_col, how="left_anti")
