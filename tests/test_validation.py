@@ -125,9 +125,12 @@ def test_duplicated_doc_id_stops_the_pipeline_at_its_stage_and_refuses_release(s
         "table_name", "table_version").agg(F.min("success").alias("ok"), F.count(F.lit(1)).alias("n")).collect()}
     assert per_table[("raw_documents", ctx.warehouse.version("raw_documents"))][0] is True  # ingest passed
     assert per_table[("documents", version)] == (False, len(E.load_suite("documents")["expectations"]))
-    failed = results.filter(~F.col("success")).select("expectation_type", "column_name", "unexpected_count").collect()
-    assert [(r["expectation_type"], r["column_name"], r["unexpected_count"]) for r in failed] == [
-        ("expect_column_values_to_be_unique", "doc_id", 2)]
+    failed = (results.filter(~F.col("success")).select("severity", "expectation_type", "column_name", "unexpected_count")
+              .orderBy("severity").collect())
+    assert [(r["severity"], r["expectation_type"], r["column_name"], r["unexpected_count"]) for r in failed] == [
+        ("critical", "expect_column_values_to_be_unique", "doc_id", 2),
+        # the duplicate also breaks the documents <-> run_log row-count reconciliation (a warning)
+        ("warning", "unexpected_rows_expectation", None, 1)]
 
     validation.assert_release_ready(ctx, ["raw_documents"])  # passed tables are releasable
     with pytest.raises(ValidationFailed, match=r"release refused(.|\n)*'documents' version \d+ failed 1 critical"):
