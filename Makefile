@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-JARS   := .ivy/.fetched-s3
+JARS   := .ivy/.fetched-v2
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 # Resolve the Delta jars, and hadoop-aws with the S3 modules of the AWS SDK v2 (~12 MB, not the 612 MiB
 # bundle), from Maven Central into the project-local Ivy cache (once; a warm cache resolves offline).
 $(JARS): $(STAMP) configs/ivysettings.xml
-	$(PY) -m medcorpus.jars fetch --set s3.enabled=true
+	$(PY) -m medcorpus.jars fetch --with-s3
 	touch $(JARS)
 
 demo: setup

@@ -7,6 +7,8 @@ locally it adds Delta from the project-local Ivy cache, binds to loopback and pi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -147,14 +149,51 @@ def local_defaults(config: Config) -> dict[str, str]:
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.databricks.delta.snapshotPartitions": "2",
-        "spark.jars.packages": ",".join(maven_packages(config)),
-        "spark.jars.ivy": str(ivy),
-        "spark.jars.excludes": ",".join(jar_excludes(config)),
-        "spark.jars.ivySettings": str(ivy_settings_file()),
     }
+    resolved = resolved_jars(config)
+    if resolved:
+        # the jars were resolved before (``make setup``): no Ivy at start-up, nothing re-copied under
+        # .ivy/jars while another session of this machine has those files open
+        defaults["spark.jars"] = ",".join(resolved)
+    else:
+        defaults.update(
+            {
+                "spark.jars.packages": ",".join(maven_packages(config)),
+                "spark.jars.ivy": str(ivy),
+                "spark.jars.excludes": ",".join(jar_excludes(config)),
+                "spark.jars.ivySettings": str(ivy_settings_file()),
+            }
+        )
     defaults.update(_s3_conf(config))
     defaults.update(config.spark.conf)
     return defaults
+
+
+def _manifest_path(config: Config) -> Path:
+    key = json.dumps([maven_packages(config), jar_excludes(config)], sort_keys=True)
+    return ivy_dir(config) / f"resolved-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+
+
+def resolved_jars(config: Config) -> list[str]:
+    """Jar files an earlier resolution of exactly these packages left in the cache ([] if none)."""
+    path = _manifest_path(config)
+    if not path.exists():
+        return []
+    jars = json.loads(path.read_text())["jars"]
+    return jars if jars and all(Path(j).exists() for j in jars) else []
+
+
+def record_resolved_jars(spark: SparkSession, config: Config) -> list[str]:
+    """After Ivy resolved ``spark.jars.packages``, remember the jar files for later sessions."""
+    listed = spark.sparkContext.getConf().get("spark.jars", "") or ""
+    jars = sorted({j.removeprefix("file://").removeprefix("file:") for j in listed.split(",") if j.endswith(".jar")})
+    jars = [j for j in jars if Path(j).exists()]
+    if jars:
+        path = _manifest_path(config)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"packages": maven_packages(config), "jars": jars}, indent=1))
+        tmp.replace(path)
+    return jars
 
 
 def _submitted_conf() -> dict[str, str]:
@@ -192,8 +231,11 @@ def build_spark(config: Config) -> SparkSession:
         builder = builder.config(key, value)
     builder = builder.config("spark.sql.extensions", _merge_list(submitted.get("spark.sql.extensions"), DELTA_EXTENSION))
     builder = builder.config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+    used_ivy = not resolved_jars(config) and "spark.jars" not in submitted and "spark.jars.packages" not in submitted
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if used_ivy:
+        record_resolved_jars(spark, config)
     log.info("spark %s master=%s app=%s", spark.version, spark.sparkContext.master, spark.sparkContext.appName)
     return spark
 
