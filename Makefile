@@ -8,7 +8,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: setup run test test-fast bench clean demo tables lint cluster-test chromium
+.PHONY: setup run test test-slow test-fast bench clean demo tables lint cluster-test chromium
 
 setup: $(STAMP) $(JARS)
 
@@ -38,7 +38,10 @@ chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 test: setup chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: setup chromium
+	$(PY) -m pytest -q -m slow
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not shared_data"

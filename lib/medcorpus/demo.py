@@ -326,3 +326,64 @@ def ensure_demo_corpus(out: Path) -> Path:
     if marker.exists() and marker.read_text() == DEMO_VERSION:
         return out
     return write_demo_corpus(out)
+
+
+# ---------------------------------------------------------------------------------------------------
+# SFT-style demo inputs (datasets stage): instructions, dialogues, exam items, scored responses
+# ---------------------------------------------------------------------------------------------------
+SFT_DEMO_DIR = "build/demo-sft"
+
+
+def write_demo_sft_inputs(out: Path, seed: int = 11) -> Path:
+    """Small SFT inputs in four importer formats, built from the vocabularies above (deterministic)."""
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    alpaca, dialogues, exam, scored = [], [], [], []
+    for i, (d, s, m, t) in enumerate(ZH_CLINICAL):
+        alpaca.append({"instruction": f"请详细说明{d}的主要表现、诊断方法和常用治疗药物。", "input": "",
+                       "output": f"{d}的主要表现为{s}。\n1. 诊断：结合病史和{t}。\n2. 治疗：常用{m}，需遵医嘱调整剂量。"
+                                 f"\n3. 随访：定期复诊，注意生活方式干预。"})
+        dialogues.append({"id": f"zh-dlg-{i}", "conversations": [
+            {"from": "human", "value": f"医生您好，我最近{s}，会是{d}吗？"},
+            {"from": "gpt", "value": f"您描述的{s}需要考虑{d}的可能，建议先做{t}明确诊断。"},
+            {"from": "human", "value": f"如果{t}确诊是{d}，一般怎么治疗？{m}需要吃多久？"},
+            {"from": "gpt", "value": f"确诊{d}后常用{m}治疗，疗程要根据{t}复查的结果由医生决定，不要自行停药。"}]})
+        wrong = rng.sample([x[2] for x in ZH_CLINICAL if x[0] != d], 3)
+        opts = sorted([m] + wrong)
+        exam.append({"id": f"zh-mc-{i}", "question": f"治疗{d}的常用药物是", "department": "内科",
+                     "options": dict(zip("ABCD", opts)), "answer": "ABCD"[opts.index(m)],
+                     "explanation": f"{m}是{d}的常用治疗药物，其余选项主要用于其他疾病。"})
+        scored.append({"id": f"zh-sc-{i}", "prompt": f"{d}患者日常生活中需要注意什么？", "responses": [
+            {"content": f"{d}患者应规律用药（如{m}），定期做{t}，饮食清淡，适量运动，戒烟限酒。", "score": 4.5},
+            {"content": "多休息就好。", "score": 1.5 if i % 4 else 4.5}]})
+    for i, (d, s, m, t) in enumerate(EN_DISEASES):
+        alpaca.append({"instruction": f"Explain how {d} is diagnosed and treated, and what patients should watch for.",
+                       "input": "", "output": f"{d.capitalize()} usually presents with {s}.\n1. Diagnosis: {t} "
+                       f"confirms it.\n2. Treatment: {m} is first-line.\n3. Follow-up: review the dose and side effects "
+                       f"at every visit."})
+        dialogues.append({"id": f"en-dlg-{i}", "conversations": [
+            {"from": "human", "value": f"I have had {s} for two weeks. Could it be {d}?"},
+            {"from": "gpt", "value": f"{s.capitalize()} can be caused by {d}. A {t} test would help confirm it."},
+            {"from": "human", "value": f"If the {t} shows {d}, how long will I need {m}?"},
+            {"from": "gpt", "value": f"Treatment of {d} with {m} is usually long-term; your doctor will repeat the {t} "
+                                     f"to decide the dose."}]})
+        wrong = rng.sample([x[2] for x in EN_DISEASES if x[0] != d], 3)
+        opts = sorted([m] + wrong)
+        exam.append({"id": f"en-mc-{i}", "question": f"Which drug is a first-line treatment for {d}?",
+                     "options": dict(zip("ABCD", opts)), "answer": "ABCD"[opts.index(m)],
+                     "explanation": f"{m} is first-line for {d}; the other drugs treat other conditions."})
+    # dialogues whose second turn ignores the first, and one that only repeats it (ConFilter examples)
+    dialogues.append({"id": "zh-dlg-offtopic", "conversations": [
+        {"from": "human", "value": "医生您好，我最近反复头痛，伴有恶心，需要做什么检查？"},
+        {"from": "gpt", "value": "反复头痛伴恶心建议先测血压，必要时做头颅CT检查，并记录头痛日记。"},
+        {"from": "human", "value": "周末去哪里爬山比较好？山上的风景怎么样？"},
+        {"from": "gpt", "value": "郊外的山空气清新，风景优美，沿途还能看到很多野花，适合全家一起去。"}]})
+    echo = "饭后上腹部隐痛饱胀嗳气，需要做胃镜检查吗"
+    dialogues.append({"id": "zh-dlg-echo", "conversations": [
+        {"from": "human", "value": echo}, {"from": "gpt", "value": echo + "，需要做胃镜检查。"},
+        {"from": "human", "value": echo}, {"from": "gpt", "value": echo + "，需要做胃镜检查。"}]})
+    (out / "instructions.jsonl").write_bytes(_jsonl(alpaca))
+    (out / "dialogues.jsonl").write_bytes(_jsonl(dialogues))
+    (out / "exam.jsonl").write_bytes(_jsonl(exam))
+    (out / "scored.jsonl").write_bytes(_jsonl(scored))
+    return out

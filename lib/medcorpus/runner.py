@@ -19,6 +19,10 @@ from medcorpus import classify as _classify
 from medcorpus import filters as _filters
 from medcorpus import ingest as ingest_mod
 from medcorpus import normalize as normalize_mod
+from medcorpus import datasets as _datasets
+from medcorpus import decontaminate as _decontaminate
+from medcorpus import dedup as _dedup
+from medcorpus import release as _release
 from medcorpus.config import Config
 from medcorpus.errors import InputError
 from medcorpus.registry import Warehouse
@@ -178,6 +182,12 @@ PIPELINE_STAGES: list[tuple[str, StageFn]] = [
     ("normalize", run_normalize),
     ("filter", _filters.run_filter),
     ("classify", _classify.run_classify),
+    ("dedup", _dedup.run_dedup),
+    ("decontaminate", _decontaminate.run_decontaminate),
+    ("sft", _datasets.run_sft),
+    ("preference", _datasets.run_preference),
+    ("pretrain", _datasets.run_pretrain),
+    ("release", _release.run_auto_release),
 ]
 
 
@@ -186,12 +196,19 @@ def run_pipeline(ctx: RunContext, sources: list[str], until: str | None = None) 
     names = ["ingest", *(name for name, _ in PIPELINE_STAGES)]
     if until is not None and until not in names:
         raise InputError(f"unknown stage {until!r}; stages: {', '.join(names)}")
+    from medcorpus.validation import StageGate  # GX: what a stage wrote is validated before the next runs
+
+    gate = StageGate(ctx)
     reports = [run_ingest(ctx, sources)]
+    gate.after("ingest")
     if until == "ingest":
+        gate.finish()
         return reports
     for name, fn in PIPELINE_STAGES:
         log.info("stage %s ...", name)
         reports.append(fn(ctx))
+        gate.after(name)
         if name == until:
             break
+    gate.finish()
     return reports
