@@ -287,11 +287,10 @@ class KeywordBackend(ScoringBackend):
         return obj
 
     def score(self, texts):
-        p = np.array([1.0 if any(w in t for w in self.words) else 0.0 for t in texts])
+        p = np.array([1.0 if any(w in t.lower() for w in self.words) else 0.0 for t in texts])
         return BatchScores(p, ("clinical",), np.ones((len(texts), 1)), np.full(len(texts), 2.5))
 
 
-@pytest.mark.xfail(strict=False, reason="known failure (session 10): the custom backend test expects d002 medical but the stage labels it general; backend/threshold interplay not yet diagnosed")
 def test_a_custom_backend_plugs_in_without_touching_the_stage(spark, make_config, tmp_path):
     cfg = _model_cfg(make_config, tmp_path / "models", "run_id=cls-5",
                      "classify.backend=tests.test_classify:KeywordBackend")

@@ -57,7 +57,6 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.xfail(strict=False, reason="known failure (session 10): the second run in this test adds no sft rows, so the check that the tables moved on before re-export fails; the export itself verified")
 def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_path, monkeypatch):
     from medcorpus import datasets, release
     from medcorpus.release import ReleaseError, export_release, run_release, verify_export
@@ -70,6 +69,7 @@ def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_pat
 
     sft_report = datasets.run_sft(ctx)
     sft = ctx.warehouse.read("sft")
+    sft_rows, sft_version = sft.count(), ctx.warehouse.version("sft")
     by_type = {r["type"]: r["n"] for r in sft.groupBy("type").agg(F.count(F.lit(1)).alias("n")).collect()}
     assert by_type["multiple_choice"] == 22  # every demo exam item is kept (exam items skip Deita)
     # the planted off-topic dialogue is dropped (CF > upper); the planted echo has the lowest CF of all
@@ -112,8 +112,8 @@ def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_pat
     assert "gated" in rel_report.note
     first = export_release(ctx, "r1", "jsonl", tmp_path / "a")
     manifest = json.loads((first / "manifest.json").read_text())
-    assert manifest["row_counts"]["sft"] == sft.count() and verify_export(first) == []
-    assert len([f for f in manifest["files"] if f["path"].startswith("sft/")]) == -(-sft.count() // 25)
+    assert manifest["row_counts"]["sft"] == sft_rows and verify_export(first) == []
+    assert len([f for f in manifest["files"] if f["path"].startswith("sft/")]) == -(-sft_rows // 25)
     line = json.loads((first / "sft" / "train-00000-of-00004.jsonl").read_text().splitlines()[0])
     assert set(line["messages"][0]) == {"role", "content"}
     assert json.loads((first / "dataset_info.json").read_text())["medcorpus_dpo"]["ranking"] is True
@@ -125,7 +125,8 @@ def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_pat
 
     DeltaTable.forPath(spark, later.warehouse.path("preference")).delete("kind = 'subjective'")
     DeltaTable.forPath(spark, later.warehouse.path("pretrain")).delete("mixture = 'boost' AND component = 'sft'")
-    assert later.warehouse.read("sft").count() != sft.count()
+    assert later.warehouse.version("sft") > sft_version
+    assert later.warehouse.read("sft").count() < sft_rows
     second = export_release(later, "r1", "jsonl", tmp_path / "b")
     assert _files(first) == _files(second)
 

@@ -249,11 +249,11 @@ def build_mixture(pool: DataFrame, name: str, mix: Any, seed: int) -> tuple[Data
                                                                           dict[str, int]]:
     """One mixture: eligibility, plan, deterministic sample, tolerance check. Returns (eligible rows with
     ``sampled``, persisted: the caller unpersists; the result; removed-by-reason counts over the pool)."""
-    cutoff = pt_mod.quality_cutoff(pool, mix)
-    if cutoff != mix.medical_min_quality:
-        log.info("mixture %s: top %.0f%% of medical documents -> quality_score >= %.3f", name,
-                 100 * mix.medical_top_fraction, cutoff)
-    flagged = pt_mod.with_eligibility(pool, mix, cutoff)
+    cutoffs = pt_mod.quality_cutoffs(pool, mix)
+    if mix.medical_top_fraction < 1.0:
+        log.info("mixture %s: top %.0f%% of medical documents per language -> quality_score >= %s", name,
+                 100 * mix.medical_top_fraction, ", ".join(f"{k}: {v:.3f}" for k, v in sorted(cutoffs.items())))
+    flagged = pt_mod.with_eligibility(pool, mix, cutoffs)
     eligible = flagged.filter(F.col("reason").isNull())
     plan = pt_mod.plan_mixture(name, mix, _available_tokens(eligible))
     sampled = pt_mod.sample_cells(eligible, plan, seed).persist(StorageLevel.MEMORY_AND_DISK)

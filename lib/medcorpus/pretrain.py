@@ -180,27 +180,36 @@ def sft_pool(sft: DataFrame) -> DataFrame:
     )
 
 
-def quality_cutoff(pool: DataFrame, mix: MixtureConfig) -> float:
-    """The quality a medical document needs: max(medical_min_quality, the top-fraction cut-off).
+def quality_cutoffs(pool: DataFrame, mix: MixtureConfig) -> dict[str, float]:
+    """Per language, the quality a medical document needs: max(medical_min_quality, the top-fraction cut-off).
 
-    The cut-off is the (1 - medical_top_fraction) quantile of quality_score over medical documents that
-    pass the absolute threshold (one small aggregate; ``percentile_approx`` is deterministic).
+    The cut-off is the (1 - medical_top_fraction) quantile of quality_score over the medical documents of
+    that language that pass the absolute threshold (one small aggregate; ``percentile_approx`` is
+    deterministic). It is taken per language because the rater's scores are not comparable across
+    languages: one global cut-off can leave a language with no "top" documents at all, and the mix's
+    language ratio could then never be met.
     """
     if mix.medical_top_fraction >= 1.0:
-        return mix.medical_min_quality
+        return {lang: mix.medical_min_quality for lang in LANGS}
     medical = pool.filter((F.col("component") == "medical") & (F.col("quality_score") >= mix.medical_min_quality))
-    row = medical.agg(F.percentile_approx("quality_score", 1.0 - mix.medical_top_fraction, 10_000).alias("q")).first()
-    if row is None or row["q"] is None:
-        return mix.medical_min_quality
-    return max(mix.medical_min_quality, float(row["q"]))
+    rows = medical.groupBy("lang").agg(
+        F.percentile_approx("quality_score", 1.0 - mix.medical_top_fraction, 10_000).alias("q")).collect()
+    found = {r["lang"]: float(r["q"]) for r in rows if r["q"] is not None}
+    return {lang: max(mix.medical_min_quality, found.get(lang, mix.medical_min_quality)) for lang in LANGS}
 
 
-def with_eligibility(pool: DataFrame, mix: MixtureConfig, min_quality: float | None = None) -> DataFrame:
-    """``reason``: lang_other | domain_unknown | not_in_mixture | below_quality | null (eligible)."""
+def with_eligibility(pool: DataFrame, mix: MixtureConfig, min_quality: dict[str, float] | None = None) -> DataFrame:
+    """``reason``: lang_other | domain_unknown | not_in_mixture | below_quality | null (eligible).
+
+    ``min_quality`` maps language -> the quality a medical document needs (default: the mixture's
+    absolute threshold for every language)."""
     comps = list(normalized(mix.components))
-    threshold = mix.medical_min_quality if min_quality is None else min_quality
+    cutoffs = min_quality or {}
+    threshold = F.lit(mix.medical_min_quality)
+    for lang, value in sorted(cutoffs.items()):
+        threshold = F.when(F.col("lang") == lang, F.lit(value)).otherwise(threshold)
     below = (F.col("component") == "medical") & F.col("quality_score").isNotNull() & (
-        F.col("quality_score") < F.lit(threshold)
+        F.col("quality_score") < threshold
     )
     reason = (
         F.when(~F.col("lang").isin(*LANGS), F.lit("lang_other"))
