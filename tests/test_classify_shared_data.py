@@ -19,7 +19,6 @@ from tests.conftest import shared_data_path
 pytestmark = pytest.mark.shared_data
 
 
-@pytest.mark.xfail(strict=False, reason="known failure (session 10): labelled builder lets a (source, group) of validation appear in training; split leak to fix")
 def test_default_models_on_held_out_real_data():
     root = shared_data_path()
     cfg = ClassifyConfig()

@@ -106,12 +106,11 @@ def test_storage_helpers_list_upload_and_read(s3_endpoint, tmp_path):
 
 def _documents_rows(table) -> list[tuple]:  # type: ignore[no-untyped-def]
     return sorted(
-        (r["source_file"].rsplit("/", 1)[-1], r["position"], r["text"], r["lang"], r["t2s_converted"])
+        (r["source_file"].rsplit("/", 1)[-1], r["text"], r["lang"], r["t2s_converted"], r["text_hash"])
         for r in table.to_pylist()
     )
 
 
-@pytest.mark.xfail(strict=False, run=False, reason="known failure (session 10): the s3a run succeeds but ingests 5 of the 9 records the local run of the same files reads; listing of the uploaded tree to investigate")
 def test_pipeline_reads_s3a_sources_and_writes_s3a_warehouse(s3_endpoint, spark, make_config, tmp_path):
     from deltalake import DeltaTable
 

@@ -98,7 +98,8 @@ def open_binary(uri: str, limits: ReaderLimits) -> IO[bytes]:
             force_virtual_addressing=False,
         )
         key = uri.split("://", 1)[1]
-        return s3.open_input_stream(key)  # type: ignore[return-value]
+        # compression=None: pyarrow would otherwise gunzip *.gz itself, and our salvaging reader after it
+        return s3.open_input_stream(key, compression=None)  # type: ignore[return-value]
     return open(uri, "rb")
 
 
