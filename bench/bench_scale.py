@@ -6,9 +6,10 @@ Python driver plus its JVM (in local mode the JVM also hosts the executor thread
 executor-side and not counted) — is sampled from /proc. Stage timings come from the run's ``run_log``
 rows, read back with the shared session after each run.
 
-The corpus is the same base selection of real files (GB18030 TCM books, Markdown laws, classical and
-modern Chinese chapters) copied N times under /tmp with distinct file names, so every copy is a new
-document (doc ids hash the file URI). Nothing is copied into the repository.
+The corpus is built from the real sources in ../shared/data (medical and general, Chinese and English,
+read by the labelled builder's readers): the records are ordered by a stable hash and cut into 8
+disjoint slices; size Nx is the first N slices, written as JSONL shards under /tmp. Nothing is copied
+into the repository.
 """
 
 from __future__ import annotations
@@ -24,46 +25,45 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDCORPUS_SHARED_DATA", REPO.parent / "shared" / "data"))
 WORK = Path(os.environ.get("MEDCORPUS_BENCH_DIR", "/tmp/medcorpus-bench"))
-FAMILIES = (
-    ("tcm", "medical_zh/tcm_books", "*.txt"),
-    ("law", "general_zh/laws", "*.md"),
-    ("niu", "general_zh/niutrans", "*.txt"),
-)
 SCALES = (1, 2, 4, 8)
 CORES = 2
+SHARD_ROWS = 2_000
 
 
-def base_selection(max_bytes: int) -> list[tuple[str, Path]]:
-    """Files taken round-robin from each family (sorted, deterministic) until ``max_bytes``."""
-    lists = []
-    for tag, rel, pattern in FAMILIES:
-        root = SHARED / rel
-        files = sorted(p for p in root.rglob(pattern) if p.is_file() and p.stat().st_size > 0)
-        lists.append([(tag, p) for p in files])
-    chosen: list[tuple[str, Path]] = []
-    total = 0
-    for i in range(max(len(x) for x in lists)):
-        for files in lists:
-            if i < len(files) and total < max_bytes:
-                chosen.append(files[i])
-                total += files[i][1].stat().st_size
-    return chosen
+def real_records(per_source_cap: int) -> list[dict[str, str]]:
+    """Records of every real source in ../shared/data (the labelled builder's readers: toyhom, huatuo,
+    TCM books, MedQuAD, PubMedQA, laws, news, reviews, classical text, Brown ...), as the raw text the
+    sources hold. At most ``per_source_cap`` per source, picked and ordered by a stable hash."""
+    from medcorpus.labelled import SOURCES, stable_hash
+
+    records = []
+    for spec in SOURCES:
+        rows = [(stable_hash("scale", spec.name, str(i)), group, text)
+                for i, (group, text) in enumerate(spec.reader(SHARED)) if text and text.strip()]
+        for _, group, text in sorted(rows)[:per_source_cap]:
+            records.append({"source": spec.name, "group": group, "text": text})
+    records.sort(key=lambda r: stable_hash("order", r["source"], r["group"], r["text"][:200]))
+    return records
 
 
-def build_corpus(base: list[tuple[str, Path]], scale: int, out: Path) -> tuple[int, int]:
-    """``scale`` copies of the base files with distinct names; returns (files, bytes)."""
+def build_corpus(slices: list[list[dict[str, str]]], scale: int, out: Path) -> tuple[int, int, int]:
+    """The first ``scale`` disjoint slices as JSONL shards of SHARD_ROWS; returns (files, bytes, records).
+
+    Slices are disjoint, so 8x is eight times as many different documents, not eight copies."""
+    import json
+
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    nbytes = 0
-    for copy in range(scale):
-        folder = out / f"copy{copy:02d}"
-        folder.mkdir()
-        for idx, (tag, path) in enumerate(base):
-            target = folder / f"c{copy:02d}-{tag}-{idx:05d}{path.suffix}"
-            shutil.copyfile(path, target)
-            nbytes += path.stat().st_size
-    return scale * len(base), nbytes
+    rows = [r for part in slices[:scale] for r in part]
+    nbytes = files = 0
+    for i in range(0, len(rows), SHARD_ROWS):
+        path = out / f"part-{i // SHARD_ROWS:05d}.jsonl"
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[i: i + SHARD_ROWS]).encode("utf-8")
+        path.write_bytes(data)
+        nbytes += len(data)
+        files += 1
+    return files, nbytes, len(rows)
 
 
 def _status_kb(pid: int, key: str) -> int:
@@ -126,7 +126,7 @@ def run_scale(corpus: Path, warehouse: Path, run_id: str, driver_memory: str) ->
         sys.executable, "-m", "medcorpus.cli", "run", str(corpus), "--warehouse", str(warehouse),
         "--run-id", run_id, "--set", f"spark.master=local[{CORES}]", "--set", f"spark.driver_memory={driver_memory}",
     ]
-    until = os.environ.get("MEDCORPUS_BENCH_UNTIL")  # e.g. "normalize": time only the first stages
+    until = os.environ.get("MEDCORPUS_BENCH_UNTIL", "decontaminate")  # the document pipeline; the dataset stages need SFT sources
     if until:
         cmd += ["--until", until]
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
@@ -171,22 +171,25 @@ def run(spark, args) -> dict[str, object]:  # type: ignore[no-untyped-def]
     if not SHARED.exists():
         return {"skipped": f"real dataset not available: {SHARED}"}
     quick = bool(getattr(args, "quick", False))
-    base_bytes = int(os.environ.get("MEDCORPUS_BENCH_BASE_BYTES", 300_000 if quick else 2_000_000))
+    per_source = int(os.environ.get("MEDCORPUS_BENCH_PER_SOURCE", 60 if quick else 400))
     scales = (1, 2) if quick else SCALES
     driver_memory = "1g"
-    base = base_selection(base_bytes)
+    records = real_records(per_source)
+    n_slices = max(scales)
+    slices = [records[i::n_slices] for i in range(n_slices)]
     WORK.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {
-        "corpus": {"base_files": len(base), "families": [f[1] for f in FAMILIES], "base_bytes_target": base_bytes},
+        "corpus": {"records_total": len(records), "per_source_cap": per_source, "slices": n_slices,
+                   "records_per_slice": len(slices[0]), "sources": sorted({r["source"] for r in records})},
         "cores": CORES,
-        "until": os.environ.get("MEDCORPUS_BENCH_UNTIL") or "all registered stages",
+        "until": os.environ.get("MEDCORPUS_BENCH_UNTIL", "decontaminate"),
         "driver_memory": driver_memory,
         "scales": {},
     }
     rows = {}
     for scale in scales:
         corpus = WORK / f"corpus-{scale}x"
-        files, nbytes = build_corpus(base, scale, corpus)
+        files, nbytes, nrecords = build_corpus(slices, scale, corpus)
         run_id = f"bench-{scale}x"
         warehouse = WORK / f"wh-{scale}x"
         print(f"  scale {scale}x: {files} files, {nbytes / 1e6:.1f} MB", file=sys.stderr, flush=True)
@@ -198,6 +201,7 @@ def run(spark, args) -> dict[str, object]:  # type: ignore[no-untyped-def]
         row = {
             "files": files,
             "bytes": nbytes,
+            "records": nrecords,
             "docs": figs["docs"],
             "chars": figs["chars"],
             "stage_seconds": stage_s,

@@ -148,3 +148,18 @@ def test_preference_checkpoint_reports_pairs_with_chosen_equal_rejected(ctx):
     assert [(r.note, r.unexpected_count, r.sample) for r in outcome.critical_failures] == [
         ("chosen != rejected.", 1, [{"pair_id": "p2", "sample_id": "s2", "kind": "subjective"}])]
     assert outcome.docs_path and (ctx.warehouse.root and outcome.docs_path.startswith("data_docs/validations/"))
+
+
+def test_sft_checkpoint_passes_a_well_formed_row_with_its_struct_column(ctx):
+    """GX lists struct fields (scores.quality ...) as columns: the suite's column list must match that."""
+    from medcorpus.validation import validate_table
+
+    row = {f.name: None for f in table_spec("sft").schema.fields}
+    row.update(sample_id="s1", source="demo", source_file="f.jsonl", type="single_turn", language="zh",
+               messages=[{"role": "user", "content": "高血压怎么办？"}, {"role": "assistant", "content": "规律服药。"}],
+               scores={"complexity": 1.0, "quality": 3.0, "deita": 3.0, "confilter": None},
+               token_estimate=12, text_hash="h1", run_id="r")
+    ctx.warehouse.merge_new_rows("sft", ctx.spark.createDataFrame([row], table_spec("sft").schema), "t")
+    outcome = validate_table(ctx, "sft")
+    assert [(r.expectation_type, r.note) for r in outcome.critical_failures] == []
+    assert outcome.success
