@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from medcorpus.runner import RunContext, run_ingest, run_normalize, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
+NO_GX = "validate.enabled=false"
 RUN_SPECIFIC = {"ingest_run_id", "normalize_run_id", "run_id", "quarantined_at"}
 
 
@@ -61,12 +62,14 @@ def _kill_when(proc: subprocess.Popen, marker: Path, log_path: Path, timeout: fl
     proc.wait(timeout=60)
 
 
+@pytest.mark.slow  # ~150 s (a killed subprocess run, a rerun and a clean run): `make test-slow`
 def test_killed_run_reruns_to_the_uninterrupted_result(spark, make_config, tmp_path):
     src = _corpus(tmp_path / "src")
     killed_wh = tmp_path / "killed"
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
     cmd = [sys.executable, "-m", "medcorpus.cli", "run", str(src), "--until", "normalize", "--warehouse", str(killed_wh),
-           "--run-id", "killed", "--set", "spark.shuffle_partitions=2", "--set", "spark.driver_memory=1g"]
+           "--run-id", "killed", "--set", "spark.shuffle_partitions=2", "--set", "spark.driver_memory=1g",
+           "--set", "validate.enabled=false"]  # GX gates are tested in test_validation.py; here they only cost time
     log_path = tmp_path / "killed-run.log"  # a file, not a pipe: an undrained pipe would stall the child
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True,
@@ -75,25 +78,25 @@ def test_killed_run_reruns_to_the_uninterrupted_result(spark, make_config, tmp_p
     assert proc.returncode == -signal.SIGKILL
 
     # what the kill left behind: ingest committed, normalize interrupted before its merge committed
-    after_kill = RunContext.create(spark, make_config(f"warehouse={killed_wh}", "run_id=inspect"))
+    after_kill = RunContext.create(spark, make_config(f"warehouse={killed_wh}", "run_id=inspect", NO_GX))
     stages_logged = {r["stage"] for r in after_kill.warehouse.read("run_log").collect()}
     assert stages_logged == {"ingest"}, "the kill came after normalize finished; the test did not interrupt it"
     assert after_kill.warehouse.read("raw_documents").count() == 1205
     assert after_kill.warehouse.read("documents").count() == 0  # the interrupted merge is not visible
 
     # rerun on the damaged warehouse and an uninterrupted run elsewhere end with the same rows
-    rerun = RunContext.create(spark, make_config(f"warehouse={killed_wh}", "run_id=rerun"))
+    rerun = RunContext.create(spark, make_config(f"warehouse={killed_wh}", "run_id=rerun", NO_GX))
     reports = {r.stage: r for r in run_pipeline(rerun, [str(src)], until="normalize")}
     assert reports["ingest"].rows_out == 0 and reports["ingest"].removed_by_reason["already_ingested"] == 1205
     assert reports["normalize"].rows_out == 1201
-    clean = RunContext.create(spark, make_config(f"warehouse={tmp_path / 'clean'}", "run_id=clean"))
+    clean = RunContext.create(spark, make_config(f"warehouse={tmp_path / 'clean'}", "run_id=clean", NO_GX))
     run_pipeline(clean, [str(src)], until="normalize")
     for table in ("raw_documents", "documents", "quarantine"):
         assert _rows(rerun, table) == _rows(clean, table), table
 
     # the same stage again with the same input and config: no new rows, logged as skipped
     before = {t: rerun.warehouse.read(t).count() for t in ("raw_documents", "documents", "quarantine")}
-    again = RunContext.create(spark, make_config(f"warehouse={killed_wh}", "run_id=again"))
+    again = RunContext.create(spark, make_config(f"warehouse={killed_wh}", "run_id=again", NO_GX))
     ing, norm = run_ingest(again, [str(src)]), run_normalize(again)
     assert (ing.rows_out, norm.rows_in, norm.rows_out) == (0, 0, 0)
     assert {t: again.warehouse.read(t).count() for t in before} == before

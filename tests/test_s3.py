@@ -125,7 +125,8 @@ def test_pipeline_reads_s3a_sources_and_writes_s3a_warehouse(s3_endpoint, spark,
                PYSPARK_DRIVER_PYTHON=sys.executable)
     cmd = [sys.executable, "-m", "medcorpus.cli", "run", "s3a://corpus/medical", "--until", "normalize",
            "--warehouse", "s3a://lake/wh", "--run-id", "s3-run", "--set", f"s3.endpoint={s3_endpoint}",
-           "--set", "spark.shuffle_partitions=2", "--set", "spark.driver_memory=1g"]
+           "--set", "spark.shuffle_partitions=2", "--set", "spark.driver_memory=1g",
+           "--set", "validate.enabled=false"]  # GX gates are tested in test_validation.py
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "[ingest] in=9 out=8 quarantined=1" in done.stdout
@@ -143,7 +144,7 @@ def test_pipeline_reads_s3a_sources_and_writes_s3a_warehouse(s3_endpoint, spark,
     assert set(log) == {"ingest", "normalize"} and log["normalize"]["rows_out"] == 8
 
     # the same files ingested from local disk by the shared session give the same documents
-    ctx = RunContext.create(spark, make_config("run_id=local-run"))
+    ctx = RunContext.create(spark, make_config("run_id=local-run", "validate.enabled=false"))
     run_pipeline(ctx, [str(src)], until="normalize")
     local = DeltaTable(ctx.warehouse.path("documents")).to_pyarrow_table()
     assert _documents_rows(remote["documents"]) == _documents_rows(local)
