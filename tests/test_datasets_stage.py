@@ -216,3 +216,22 @@ def test_spark_ngram_counts_match_a_python_count(spark):
     assert got == dict(expected)
     top = ngram_counts(df, 3, 2, 2).collect()  # pruning: min count 2, then the 2 most frequent
     assert [r["n"] for r in top] == sorted((n for n in expected.values() if n >= 2), reverse=True)[:2]
+
+
+def test_sampling_keeps_the_crossing_item_when_it_lands_closer_to_the_target(spark):
+    """A cell of long documents (whole books) must not stop a whole document short of its target."""
+    from medcorpus.pretrain import MixturePlan, sample_cells, sample_key
+
+    rows = [(f"i{i}", "medical", "zh", t) for i, t in enumerate([400, 400, 400, 400, 400])]
+    items = spark.createDataFrame(rows, "item_id string, component string, lang string, token_estimate long")
+    ordered = [r["item_id"] for r in items.withColumn("k", sample_key(7, "m")).orderBy("k", "item_id").collect()]
+
+    def kept(target: int) -> list[str]:
+        plan = MixturePlan("m", {("medical", "zh"): 1.0}, {("medical", "zh"): 2000}, {("medical", "zh"): target})
+        out = sample_cells(items, plan, 7).filter("sampled").collect()
+        return sorted(r["item_id"] for r in out)
+
+    assert kept(700) == sorted(ordered[:2])  # 800 is 100 over, 400 is 300 short: take the crossing item
+    assert kept(500) == sorted(ordered[:1])  # 800 is 300 over, 400 is 100 short: stop short
+    assert kept(1200) == sorted(ordered[:3])  # exact
+    assert kept(100) == []  # 400 is 300 over, 0 is 100 short
