@@ -7,7 +7,7 @@
    classifier ran): TCM books and the MedicalGPT textbook chapter (medical zh), MedQuAD answers and
    PubMedQA abstracts (medical en), laws and THUCNews titles (general zh), NLTK Brown/ABC/webtext
    (general en). ``--tcm-books N`` caps the books (default 20) to keep the run short.
-2. ingest -> normalize -> sft (configs/real_data.yaml sources) -> preference -> pretrain -> release.
+2. sft -> preference -> ingest -> normalize -> filter -> classify -> dedup -> decontaminate -> (configs/real_data.yaml sources) -> preference -> pretrain -> release.
 3. Prints one JSON object: rows/tokens per table, achieved vs requested mixture shares, SFT removals
    by reason (ConFilter included), CF quantiles, objective/subjective pair counts, and 10 dialogues
    ConFilter dropped (5 highest CF, 5 lowest) for reading by hand.
@@ -87,10 +87,12 @@ def main() -> None:
     ctx = runner.RunContext.create(spark, cfg)
     reports = {r.stage: r for r in (datasets.run_sft(ctx), datasets.run_preference(ctx))}
     print(json.dumps({k: r.summary() for k, r in reports.items()}, ensure_ascii=False), flush=True)
-    if not args.skip_docs:
-        folders = write_corpus(Path(args.work), args.tcm_books)
-        runner.run_ingest(ctx, folders)
-        runner.run_normalize(ctx)
+    folders = write_corpus(Path(args.work), args.tcm_books) if not args.skip_docs else [
+        str(p) for p in sorted(Path(args.work).iterdir()) if p.is_dir()]
+    # the document stages as `medcorpus run` runs them (GX gates included): pretrain then reads
+    # unique_documents (filtered, classified, deduplicated, decontaminated), not raw documents
+    for r in runner.run_pipeline(ctx, folders, until="decontaminate"):
+        print(json.dumps({r.stage: r.summary()}, ensure_ascii=False), flush=True)
     reports["pretrain"] = datasets.run_pretrain(ctx)
     name = f"measure-{ctx.run_id}"
     release.run_release(ctx, name)

@@ -30,6 +30,8 @@ def test_real_file_imports_every_record(fmt, parts, expected_rows, expected_type
     path = shared_data_path(*parts)
     recs = list(IMPORTERS[fmt]("real", path))
     assert len(recs) == expected_rows  # one record (or one quarantine record) per source item
+    ids = Counter(r["sample_id"] for r in recs if r["error"] is None)
+    assert ids.most_common(1)[0][1] == 1, "sample_id must be a key (covid_en repeats id=18)"
     ok = [r for r in recs if r["error"] is None]
     assert len(ok) >= 0.9 * expected_rows
     assert Counter(r["type"] for r in ok).most_common(1)[0][0] == expected_type

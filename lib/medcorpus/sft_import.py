@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections import Counter
 import json
 import logging
 import re
@@ -279,14 +280,19 @@ def covid_messages(description: str, turns: list[dict[str, str]]) -> list[dict[s
 def read_covid_dialogue_txt(source: str, path: Path, **_: Any) -> Iterator[Record]:
     text = path.read_text(encoding="utf-8-sig", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
     blocks = re.split(r"(?m)^id=(\d+)\s*$", text)
+    seen: Counter[str] = Counter()
     for n in range(1, len(blocks) - 1, 2):
         native, body = blocks[n], blocks[n + 1]
+        # the published English file repeats some ids (id=18 twice): the 2nd block gets "18#2", so
+        # sample_id stays a key and the first block keeps the id it always had
+        seen[native] += 1
+        key = native if seen[native] == 1 else f"{native}#{seen[native]}"
         description, turns = parse_covid_block(body.split("\n"))
         messages = covid_messages(description, turns)
         if not messages:
             yield error_record(source, str(path), int(native), "no_doctor_reply", body)
             continue
-        yield make_record(source, str(path), int(native), native, type=dialogue_type(messages), messages=messages)
+        yield make_record(source, str(path), int(native), key, type=dialogue_type(messages), messages=messages)
 
 
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
