@@ -5,7 +5,7 @@
 Documents are cut the way ingest cuts them (a text file is one document, a JSON/CSV record is one
 document), normalized with the normalize stage's transform, then filtered with the default config.
 Prints the share removed per source and per rule, and writes ``removed_sample.jsonl`` (20 removals drawn
-at random, for reading by hand) and ``summary.json`` under ``--out``. Needs ../shared/data.
+at random, spread across sources, for reading by hand) and ``summary.json`` under ``--out``. Needs ../shared/data.
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"real data not available at {DATA}", file=sys.stderr)
         return 2
 
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     from medcorpus import filters, normalize
@@ -162,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     print("PII redactions:", pii)
 
     removed = decided.filter(F.col("filter_rule").isNotNull())
+    # spread across sources: the k-th removal (in seeded hash order) of every source before any (k+1)-th
+    in_source = Window.partitionBy("source").orderBy("_r", "doc_id")
     sample = (
-        removed.withColumn("_r", F.xxhash64("doc_id", F.lit(args.seed))).orderBy("_r").limit(args.sample)
+        removed.withColumn("_r", F.xxhash64("doc_id", F.lit(args.seed)))
+        .withColumn("_k", F.row_number().over(in_source))
+        .orderBy("_k", "_r", "doc_id").limit(args.sample)
         .select("doc_id", "source", "lang", "filter_rule", "filter_value", "filter_threshold", F.substring("text", 1, 400).alias("text"))
         .collect()
     )

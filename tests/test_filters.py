@@ -79,13 +79,15 @@ BAD: dict[str, tuple[str, str]] = {
         "Take the tablets three times a day.\nDrink plenty of water.\nTake the tablets three times a day.\n"
         "Take the tablets three times a day.\nAvoid alcohol and late nights.\nTake the tablets three times a day.",
     ),
+    # a long line three times (once would be a forgiven quote), among short unique lines
     "dup_line_chars": (
-        "\n".join([LONG_VARIED_ZH, *GOOD_ZH.splitlines()[:3], LONG_VARIED_ZH]),
-        "\n".join([LONG_VARIED_EN, *GOOD_EN.splitlines()[:3], LONG_VARIED_EN]),
+        "\n".join([LONG_VARIED_ZH, *GOOD_ZH.splitlines()[:5], LONG_VARIED_ZH, LONG_VARIED_ZH]),
+        "\n".join([LONG_VARIED_EN, *GOOD_EN.splitlines()[:5], LONG_VARIED_EN, LONG_VARIED_EN]),
     ),
+    # a "see also" paragraph three times (twice would be a forgiven quote)
     "dup_paragraphs": (
-        GOOD_ZH.split("\n\n")[0] + "\n\n相关阅读：支气管哮喘的诊断与治疗指南（2024年版）。" * 2,
-        GOOD_EN.split("\n\n")[0] + "\n\nSee also: asthma diagnosis and treatment guidelines, 2024 edition." * 2,
+        GOOD_ZH.split("\n\n")[0] + "\n\n相关阅读：支气管哮喘的诊断与治疗指南（2024年版）。" * 3,
+        GOOD_EN.split("\n\n")[0] + "\n\nSee also: asthma diagnosis and treatment guidelines, 2024 edition." * 3,
     ),
     "top_2gram": (
         "".join(f"高血压病{c}" for c in _FILLERS) + "。",
@@ -104,7 +106,84 @@ BAD: dict[str, tuple[str, str]] = {
         GOOD_EN + "\nOnline casino with free spins and a no deposit bonus.",
     ),
 }
-GOOD = {"good": (GOOD_ZH, GOOD_EN), "clinical": (CLINICAL_ZH, CLINICAL_EN), "varied": (LONG_VARIED_ZH, LONG_VARIED_EN)}
+# Shapes of real documents that earlier rule versions removed wrongly (bench/filter_real_data.py, issue 3).
+# A QA dialogue that repeats the patient's question (title, then first turn), as COVID-Dialogue does.
+QUESTION_EN = (
+    "I have had a dry cough and a mild fever for three days, and yesterday I lost my sense of smell. My wife works "
+    "as a nurse and was in contact with a patient who later tested positive for the coronavirus. Should I get "
+    "tested, and should I stay away from my children until the result comes back?"
+)
+ANSWER_EN = (
+    "In brief: yes, get tested. Loss of smell with fever and cough after a known exposure is typical of COVID-19. "
+    "Stay in a separate room, wear a mask and call your doctor if you become short of breath."
+)
+QUESTION_ZH = (
+    "我这三天一直干咳，有点低烧，昨天开始闻不到气味，浑身没有力气。我爱人是医院的护士，前几天接触过一位后来确诊新冠的病人。"
+    "请问我需要马上去做核酸检测吗？在结果出来之前，我是不是应该和两个孩子分开住，家里还需要做哪些消毒？"
+)
+ANSWER_ZH = "建议尽快检测。结果出来前请单独居住，在家也戴口罩；如出现气短请立即就医。"
+
+
+def qa_dialogue(question: str, answer: str, patient: str, doctor: str) -> str:
+    return f"https://example.org/qa/1234\n\nDescription\n{question}\n\nDialogue\n{patient}\n{question}\n{doctor}\n{answer}"
+
+
+QA_ZH, QA_EN = qa_dialogue(QUESTION_ZH, ANSWER_ZH, "病人：", "医生："), qa_dialogue(QUESTION_EN, ANSWER_EN, "Patient:", "Doctor:")
+# classical text hard-wrapped at a fixed width, without punctuation (tcm_books); prose wrapped mid-sentence
+WRAPPED_ZH = "\n".join([
+    "黄帝问曰十二经中气血多少可得闻乎岐伯对曰其可度量者中度也以经水应十二经脉也",
+    "溪谷远近浅深气血多少各不同其治以针灸各调其气血合而刺之补虚泻实皆须尽知其部分也",
+    "视其部中浮络其色多青则痛多黑则风痹黄赤则热多白则寒五色皆见寒热也感虚则留于筋骨之间",
+    "寒多则筋挛骨痛热多则骨消筋缓也凡人受天地之气以生莫不具有经络脏腑其中病也或在经在络",
+    "入腑入脏则必待明经络脏腑者方可以去病岂为汤液者可舍经络脏腑而别为治乎吾知必无是理也",
+    "独是用针之要先重手法手法不调不可以言针灸法亦与针并重而其要在审穴审得其穴立可起死回生",
+])
+WRAPPED_EN = "\n".join([
+    "Asthma is a chronic disease of the airways in which inflammation narrows the bronchi and",
+    "makes breathing difficult, especially at night or after exercise, and attacks may be triggered",
+    "by pollen, dust mites, smoke, cold air or respiratory infections that irritate sensitive airways",
+    "and treatment combines inhaled corticosteroids that reduce the inflammation with short-acting",
+    "bronchodilators that relieve symptoms quickly, while patients learn to recognise early warning",
+    "signs of an attack and to follow a written action plan agreed with their doctor or asthma nurse",
+])
+# leftover markup in Chinese text (niutrans_classical): the tag name is one unit, not six characters
+_FISH = [("鲤鱼", "味甘，寒，有毒。主咳逆上气，黄胆，止渴，安胎。"), ("鲫鱼", "味甘，温平，无毒。调中，益五脏。"),
+         ("鲂鱼", "甘，温平，无毒。补益与鲫鱼同功，助脾胃。"), ("白鱼", "味甘，平，无毒。开胃下食，去水气。"),
+         ("黄鱼", "味甘，有毒。发风动气，不可与荞面同食。"), ("青鱼", "味甘，平，无毒。不可与芫荽、面酱同食。"),
+         ("沙鱼", "味甘咸，无毒。主心气鬼疰、蛊毒、吐血。"), ("鳝鱼", "味甘，大温，无毒。主湿痹，补中益血。"),
+         ("鲍鱼", "味腥臭，无毒。主坠蹶折瘀血，痹在四肢不散者。"), ("河鱼", "味甘，温。主补虚，去湿气，治腰脚痔等疾。")]
+MARKUP_ZH = "\n".join(f"<strong>{name}</strong>\n{body}" for name, body in _FISH)
+MARKUP_EN = "\n".join(f"<strong>Note {i}</strong>\n{line}" for i, line in enumerate(GOOD_EN.split("\n"), 1) if line)
+# an abstract repeating its 5-word term (pubmedqa): 6-gram repetition above Gopher-like limits, none at 8+
+_TERM = "epicardial fat tissue thickness measurement"
+ABSTRACT_EN = (
+    f"Does a {_TERM} depend on the short gastric arteries?\n"
+    f"Knowing the collaterals is essential for a {_TERM} in patients with benign tumours of the pancreatic tail.\n"
+    f"We studied the sources of blood supply to the spleen after a {_TERM} in twenty cadavers and twenty-three patients.\n"
+    "Hilar flow disappeared in every patient once the vessels were clamped, while the left gastroepiploic artery "
+    "filled the lower pole in most cadavers.\n"
+    f"Surgeons performing a {_TERM} should keep the left gastroepiploic artery, because the short gastric arteries "
+    "alone do not protect the spleen."
+)
+# a regulation repeating its long subject (laws)
+LAW_ZH = "\n".join([
+    "第一条 为了规范民用航空器权利登记，维护民用航空器权利人的合法权益，制定本条例。",
+    "第二条 在中华人民共和国办理民用航空器权利登记，应当遵守本条例。",
+    "第三条 国务院民用航空主管部门主管民用航空器权利登记工作，设立民用航空器权利登记簿，统一记载民用航空器权利登记事项。",
+    "第四条 办理民用航空器所有权登记的，民用航空器的所有人应当向国务院民用航空主管部门提交民用航空器所有权登记申请书。",
+    "第五条 办理民用航空器抵押权登记的，民用航空器的抵押权人应当向国务院民用航空主管部门提交民用航空器抵押权登记申请书。",
+    "第六条 国务院民用航空主管部门应当自收到民用航空器权利登记申请之日起七个工作日内，对申请的权利登记事项进行审查。",
+])
+GOOD = {
+    "good": (GOOD_ZH, GOOD_EN), "clinical": (CLINICAL_ZH, CLINICAL_EN), "varied": (LONG_VARIED_ZH, LONG_VARIED_EN),
+    "quoted_question": (QA_ZH, QA_EN), "hard_wrapped": (WRAPPED_ZH, WRAPPED_EN), "markup": (MARKUP_ZH, MARKUP_EN),
+    "term_repeats": (LAW_ZH, ABSTRACT_EN),
+}
+# their bad twins, still removed by a repetition rule: the dialogue pasted twice, the question three times
+REPEATED = {
+    "dialogue_twice": (QA_ZH + "\n\n" + QA_ZH, QA_EN + "\n\n" + QA_EN),
+    "question_thrice": (QA_ZH + "\n病人：\n" + QUESTION_ZH, QA_EN + "\nPatient:\n" + QUESTION_EN),
+}
 
 
 def _rule_config() -> FilterConfig:
@@ -122,7 +201,7 @@ def _docs(spark, items: dict[str, tuple[str, str]]):
 @pytest.fixture(scope="module")
 def decided(spark):
     cfg = _rule_config()
-    df = _docs(spark, {**BAD, **GOOD})
+    df = _docs(spark, {**BAD, **GOOD, **REPEATED})
     rows = filters.filter_documents(df, cfg).select("doc_id", "filter_rule", "filter_value", "signals").collect()
     return {r["doc_id"]: r for r in rows}
 
@@ -140,6 +219,48 @@ def test_each_rule_removes_its_bad_document(decided, rule, lang):
 def test_good_and_clinical_documents_are_kept(decided, name, lang):
     row = decided[f"{name}-{lang}"]
     assert row["filter_rule"] is None, {k: v for k, v in row["signals"].items() if v}
+
+
+@pytest.mark.parametrize("name", sorted(REPEATED))
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_repetition_beyond_one_quote_is_still_removed(decided, name, lang):
+    row = decided[f"{name}-{lang}"]
+    assert row["filter_rule"] is not None and row["filter_rule"].startswith("dup_"), row["signals"]
+    assert row["signals"]["quote_frac"] == 0.0
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_quoted_question_is_forgiven_once_and_was_removed_without_it(spark, decided, lang):
+    """The question's second copy is the forgiven quote; with quotes off (Gopher as is) a repetition rule fires."""
+    signals = decided[f"quoted_question-{lang}"]["signals"]
+    assert 0.2 < signals["quote_frac"] <= _rule_config().max_quote_frac
+    assert signals["dup_line_char_frac"] == 0.0
+    no_quotes = _rule_config().model_copy(update={"max_quote_frac": 0.0})
+    df = _docs(spark, {"qa": (QA_ZH, QA_EN)}).filter(F.col("lang") == lang)
+    row = filters.filter_documents(df, no_quotes).select("filter_rule").first()
+    assert row["filter_rule"] is not None and row["filter_rule"].startswith("dup_")
+
+
+def test_end_punct_rule_only_judges_documents_of_short_lines(decided):
+    """Hard-wrapped lines rarely end a sentence; the rule still removes lists of short unpunctuated lines."""
+    for lang in ("zh", "en"):
+        assert decided[f"hard_wrapped-{lang}"]["signals"]["end_punct_frac"] < _rule_config().min_end_punct_frac
+        assert decided[f"hard_wrapped-{lang}"]["filter_rule"] is None
+        assert decided[f"no_end_punct-{lang}"]["filter_rule"] == "no_end_punct"
+
+
+def test_zh_units_keep_latin_runs_whole():
+    units, spans = filters.repetition_tokens("CT检查<strong>HIV</strong>阴性", english=False, max_tokens=100)
+    assert units == ["ct", "检", "查", "strong", "hiv", "strong", "阴", "性"]
+    assert spans[3] == (5, 11)
+
+
+def test_term_repeating_abstract_is_kept_and_pasted_text_removed(decided):
+    """5-word terms repeat at n=5-6 only; a pasted passage repeats at every size (dup_5gram row of BAD)."""
+    signals = decided["term_repeats-en"]["signals"]
+    assert signals["dup_6gram_frac"] > 0.19 and signals["dup_8gram_frac"] == 0.0  # above the old 0.19 limit
+    assert decided["term_repeats-en"]["filter_rule"] is None
+    assert decided["dup_5gram-en"]["filter_rule"] == "dup_5gram"
 
 
 def test_every_configured_rule_is_covered_by_a_test():

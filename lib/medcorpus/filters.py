@@ -112,6 +112,14 @@ def repeated_char_share(items: Column) -> Column:
     return _ratio(total - _sum_lengths(F.array_distinct(items), F.char_length), total)
 
 
+def without_span(text: Column, start: Column, end: Column) -> Column:
+    """``text`` without its characters ``[start, end)`` (0-based, as Python counts them); unchanged when
+    ``end <= start`` (no span)."""
+    start, end = start.cast("int"), end.cast("int")
+    cut = F.concat(text.substr(F.lit(1), start), text.substr(end + 1, F.lit(1 << 30)))
+    return F.when(end > start, cut).otherwise(text)
+
+
 def line_length(line: Column, lang: Column) -> Column:
     return F.when(is_en(lang), word_count(line)).otherwise(nonspace_chars(line))
 
@@ -122,14 +130,48 @@ def line_length(line: Column, lang: Column) -> Column:
 # 20.8 s against 1.5 s for tokenising, so the six dup + three top n-gram signals would dominate the stage.
 _ZH_DROP_CATEGORIES = ("P", "S", "Z", "C")
 _EN_WORD_PY = re.compile(r"[^\W_][\w'’]*")
+#: extra fields of the repetition struct that are not signals: where the forgiven quote sits in the text
+QUOTE_SPAN_FIELDS = ("quote_start", "quote_end")
+
+
+def repetition_tokens(text: str, english: bool, max_tokens: int) -> tuple[list[str], list[tuple[int, int]]]:
+    """(units, their [start, end) character offsets in ``text``).
+
+    English: lower-cased words. Chinese and other: characters that are not space, punctuation or symbol,
+    except that a run of ASCII letters and digits (an English word or abbreviation, a drug or gene name,
+    leftover markup such as ``strong``) is one lower-cased unit, as it would be in English text.
+    """
+    units: list[str] = []
+    spans: list[tuple[int, int]] = []
+    if english:
+        for m in _EN_WORD_PY.finditer(text[: max_tokens * 12]):
+            units.append(m.group().lower())
+            spans.append(m.span())
+            if len(units) == max_tokens:
+                break
+        return units, spans
+    head = text[: max_tokens * 2]
+    run = -1
+    for i, ch in enumerate(head):
+        if ch.isascii() and ch.isalnum():
+            run = i if run < 0 else run
+            continue
+        if run >= 0:
+            units.append(head[run:i].lower())
+            spans.append((run, i))
+            run = -1
+        if not unicodedata.category(ch).startswith(_ZH_DROP_CATEGORIES):
+            units.append(ch)
+            spans.append((i, i + 1))
+    if run >= 0:
+        units.append(head[run:].lower())
+        spans.append((run, len(head)))
+    return units[:max_tokens], spans[:max_tokens]
 
 
 def repetition_units(text: str, english: bool, max_tokens: int) -> list[str]:
     """Lower-cased words (en) or characters that are not space/punctuation/symbol (zh, other)."""
-    if english:
-        return _EN_WORD_PY.findall(text[: max_tokens * 12].lower())[:max_tokens]
-    out = [ch for ch in text[: max_tokens * 2] if not unicodedata.category(ch).startswith(_ZH_DROP_CATEGORIES)]
-    return out[:max_tokens]
+    return repetition_tokens(text, english, max_tokens)[0]
 
 
 def top_ngram_char_frac(units: list[str], n: int) -> float:
@@ -161,10 +203,76 @@ def dup_ngram_char_frac(units: list[str], n: int) -> float:
     return repeated / total
 
 
+def longest_repeat(units: list[str], n: int) -> tuple[int, int, int] | None:
+    """(start, end, source) of the longest passage ``units[start:end]`` that repeats the earlier, not
+    overlapping ``units[source:source + end - start]``, found from n-gram seeds; None without a repeat."""
+    grams = [tuple(units[i : i + n]) for i in range(len(units) - n + 1)]
+    first: dict[tuple[str, ...], int] = {}
+    best: tuple[int, int, int, int] | None = None  # (chars, start, end, source)
+    i = 0
+    while i < len(grams):
+        p = first.setdefault(grams[i], i)
+        if p + n > i:  # first occurrence, or overlapping its earlier one
+            i += 1
+            continue
+        length = n
+        while i + length < len(units) and p + length < i and units[i + length] == units[p + length]:
+            length += 1
+        chars = sum(len(u) for u in units[i : i + length])
+        if best is None or chars > best[0]:
+            best = (chars, i, i + length, p)
+        i += length
+    return None if best is None else best[1:]
+
+
+def find_quote(text: str, units: list[str], spans: list[tuple[int, int]], n: int, cfg: FilterConfig) -> tuple[int, int] | None:
+    """Unit range ``[start, end)`` of the document's quote, or None.
+
+    Dialogues and QA pages repeat one passage once on purpose: the question in a title and again in the
+    first turn, an answer again in a summary. Gopher's repetition measures cannot tell that from
+    spam, so the longest repeated passage is forgiven when it is such a quote: it occurs exactly twice
+    (its seed n-gram has two occurrences), spans at most ``max_quote_lines`` lines and holds at most
+    ``max_quote_frac`` of the characters. A document pasted twice, a line repeated three times, or
+    repetition spread over many passages is not a quote.
+    """
+    if cfg.max_quote_frac <= 0 or len(units) < 2 * n:
+        return None
+    found = longest_repeat(units, n)
+    if found is None:
+        return None
+    start, end, source = found
+    total = sum(len(u) for u in units)
+    if sum(len(u) for u in units[start:end]) > cfg.max_quote_frac * total:
+        return None
+    # exactly two occurrences of its first, middle and last n-gram: a passage whose core also occurs a
+    # third time (a question asked three times, each copy with a different label) is not a quote
+    for at in sorted({start, (start + end - n) // 2, end - n}):
+        probe = units[at : at + n]
+        if sum(1 for i in range(len(units) - n + 1) if units[i] == probe[0] and units[i : i + n] == probe) != 2:
+            return None
+    if text.count("\n", spans[start][0], spans[end - 1][1]) + 1 > cfg.max_quote_lines:
+        return None
+    return start, end
+
+
 def repetition_signals(text: str | None, lang: str | None, cfg: FilterConfig) -> dict[str, float]:
-    units = repetition_units(text or "", lang == "en", cfg.max_repetition_tokens)
+    """N-gram repetition signals, measured without the document's quote (see :func:`find_quote`).
+
+    ``quote_frac`` is the share of characters of the forgiven quote (0 without one); ``quote_start`` /
+    ``quote_end`` its character offsets in ``text`` (-1 without one), so the line and paragraph
+    repetition signals can leave it out too.
+    """
+    text = text or ""
+    units, spans = repetition_tokens(text, lang == "en", cfg.max_repetition_tokens)
     scale = 1 if lang == "en" else cfg.zh_chars_per_ngram_unit
-    out: dict[str, float] = {"repetition_tokens": float(len(units))}
+    out: dict[str, float] = {"repetition_tokens": float(len(units)), "quote_frac": 0.0,
+                             "quote_start": -1.0, "quote_end": -1.0}
+    quote = find_quote(text, units, spans, min(cfg.dup_ngram_sizes) * scale, cfg) if cfg.dup_ngram_sizes else None
+    if quote is not None:
+        start, end = quote
+        out["quote_frac"] = sum(len(u) for u in units[start:end]) / sum(len(u) for u in units)
+        out["quote_start"], out["quote_end"] = float(spans[start][0]), float(spans[end - 1][1])
+        units = units[:start] + units[end:]
     for n in cfg.top_ngram_sizes:
         out[f"top_{n}gram_frac"] = top_ngram_char_frac(units, n * scale)
     for n in cfg.dup_ngram_sizes:
@@ -173,13 +281,14 @@ def repetition_signals(text: str | None, lang: str | None, cfg: FilterConfig) ->
 
 
 def repetition_names(cfg: FilterConfig) -> list[str]:
-    return ["repetition_tokens", *(f"top_{n}gram_frac" for n in cfg.top_ngram_sizes),
+    """Signals of the repetition struct (its quote offsets are not signals)."""
+    return ["repetition_tokens", "quote_frac", *(f"top_{n}gram_frac" for n in cfg.top_ngram_sizes),
             *(f"dup_{n}gram_frac" for n in cfg.dup_ngram_sizes)]
 
 
 def repetition_column(text: Column, lang: Column, cfg: FilterConfig) -> Column:
     """struct of the n-gram repetition signals, one Arrow-batched pass (iterator pandas_udf)."""
-    names = repetition_names(cfg)
+    names = [*repetition_names(cfg), *QUOTE_SPAN_FIELDS]
     schema = StructType([StructField(n, DoubleType(), False) for n in names])
 
     @F.pandas_udf(schema)  # type: ignore[call-overload]
@@ -269,12 +378,14 @@ def score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
     text, lang = F.col("text"), F.col("lang")
     staged = (
         df.withColumn("_f_lines", lines_of(text))
-        # repetition counts only lines/paragraphs long enough to carry content: speaker labels
-        # ("医生:", "Patient:") and section markers ("<目录>第三卷") repeat in clean dialogues and books
-        .withColumn("_f_long_lines", F.filter(F.col("_f_lines"), lambda x: F.char_length(F.trim(x)) >= cfg.min_dup_unit_chars))
-        .withColumn("_f_paras", F.filter(paragraphs_of(text), lambda x: F.char_length(F.trim(x)) >= cfg.min_dup_unit_chars))
         .withColumn("_f_nonspace", nonspace_chars(text))
         .withColumn("_f_rep", repetition_column(text, lang, cfg))
+        # line/paragraph repetition leaves out the forgiven quote, as the n-gram signals do
+        .withColumn("_f_rep_text", without_span(text, F.col("_f_rep.quote_start"), F.col("_f_rep.quote_end")))
+        # repetition counts only lines/paragraphs long enough to carry content: speaker labels
+        # ("医生:", "Patient:") and section markers ("<目录>第三卷") repeat in clean dialogues and books
+        .withColumn("_f_long_lines", F.filter(lines_of(F.col("_f_rep_text")), lambda x: F.char_length(F.trim(x)) >= cfg.min_dup_unit_chars))
+        .withColumn("_f_paras", F.filter(paragraphs_of(F.col("_f_rep_text")), lambda x: F.char_length(F.trim(x)) >= cfg.min_dup_unit_chars))
     )
     lines, paras, nonspace = F.col("_f_lines"), F.col("_f_paras"), F.col("_f_nonspace")
     n_lines = F.size(lines)
@@ -301,7 +412,7 @@ def score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
     pairs: list[Column] = []
     for name in signal_names(cfg):
         pairs += [F.lit(name), F.round(sig[name].cast("double"), 6)]
-    return staged.withColumn("signals", F.create_map(*pairs)).drop("_f_lines", "_f_long_lines", "_f_paras", "_f_rep", "_f_nonspace")
+    return staged.withColumn("signals", F.create_map(*pairs)).drop("_f_lines", "_f_long_lines", "_f_paras", "_f_rep", "_f_rep_text", "_f_nonspace")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -357,7 +468,11 @@ def rules(cfg: FilterConfig) -> list[Rule]:
     add("digits", "digit_ratio", _above("digit_ratio", F.lit(cfg.max_digit_ratio)))
     add("short_lines", "mean_line_length", _below(
         "mean_line_length", _by_lang(cfg.en_min_mean_line_words, cfg.zh_min_mean_line_chars), many_lines))
-    add("no_end_punct", "end_punct_frac", _below("end_punct_frac", F.lit(cfg.min_end_punct_frac), many_lines))
+    # C4/FineWeb's end-punctuation rule targets lists of short lines (menus, keywords, titles)
+    short_mean_line = _sig("mean_line_length") < _by_lang(
+        cfg.en_max_mean_line_words_for_end_punct, cfg.zh_max_mean_line_chars_for_end_punct)
+    add("no_end_punct", "end_punct_frac",
+        _below("end_punct_frac", F.lit(cfg.min_end_punct_frac), many_lines, short_mean_line))
     add("dup_lines", "dup_line_frac", _above("dup_line_frac", F.lit(cfg.max_dup_line_frac), dup_lines_gate))
     add("dup_line_chars", "dup_line_char_frac",
         _above("dup_line_char_frac", F.lit(cfg.max_dup_line_char_frac), dup_lines_gate))
