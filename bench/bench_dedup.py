@@ -1,6 +1,7 @@
-"""Dedup speed and quality: medcorpus (Spark, this session's cores) beside datasketch's MinHashLSH (single
-process) and datatrove's MinHash pipeline (LocalPipelineExecutor, same number of workers) on the same
-real-corpus sample (bench/dedup_corpus.py), plus medcorpus at 1x/2x/4x/8x sizes.
+"""Dedup speed and quality: medcorpus (Spark, this session's cores; default greedy clustering and the
+connected-components mode) beside datasketch's MinHashLSH (single process) and datatrove's MinHash pipeline
+(LocalPipelineExecutor, same number of workers) on the same real-corpus sample (bench/dedup_corpus.py,
+~15k documents), plus medcorpus at 1x/2x/4x/8x sizes.
 
 Quality is measured against the brute-force exact Jaccard of medcorpus's shingles (>= threshold):
 ``pairs`` = verified duplicate pairs (medcorpus) or LSH candidate pairs (datasketch); ``cluster_pairs`` =
@@ -166,12 +167,13 @@ def run(spark, args) -> dict:
 
     cfg = DedupConfig()
     base_docs = 400 if args.quick else 2000
+    compare_docs = 800 if args.quick else 20000  # as large as the four sources allow (~15k after exact dups)
     cores = spark.sparkContext.defaultParallelism
     work = Path(tempfile.mkdtemp(prefix="bench_dedup_"))
     results: dict = {"config": cfg.model_dump(), "cores": cores, "base_docs": base_docs}
     try:
-        # side by side on one corpus (the 2x size)
-        corpus = build_corpus(SHARED, base_docs * 2)
+        # side by side on one corpus
+        corpus = build_corpus(SHARED, compare_docs)
         chars = sum(len(t) for _, _, t in corpus)
         truth = true_pairs(corpus, cfg)
         results["compare"] = {"docs": len(corpus), "chars": chars, "true_pairs": len(truth)}
@@ -179,8 +181,13 @@ def run(spark, args) -> dict:
         (work / "warm").mkdir()
         run_medcorpus(spark, corpus[:200], cfg, work / "warm")  # Python workers and JIT warm-up, untimed
         med = _figures("medcorpus", run_medcorpus(spark, corpus, cfg, work / "cmp"), corpus, truth, chars)
+        components = cfg.model_copy(update={"clustering": "components"})
+        (work / "cmp_components").mkdir()
+        comp = _figures("medcorpus_components", run_medcorpus(spark, corpus, components, work / "cmp_components"),
+                        corpus, truth, chars)
         ds = _figures("datasketch", run_datasketch(corpus, cfg), corpus, truth, chars)
-        results["compare"].update({"medcorpus": med, "datasketch": ds})
+        results["compare"].update({"medcorpus": med, "medcorpus_components": comp, "datasketch": ds})
+        results["compare"]["greedy_vs_components"] = round(comp["seconds"] / med["seconds"], 2)
         try:
             dt = _figures("datatrove", run_datatrove(corpus, cfg, work, cores), corpus, truth, chars)
             results["compare"]["datatrove"] = dt

@@ -11,14 +11,19 @@ from pyspark.sql import functions as F
 
 from medcorpus.config import DedupConfig
 from medcorpus.dedup import (
+    _minhash_numpy,
+    bucket_pairs,
     char_shingles,
     check_banding,
     connected_components,
     dedup_documents,
     estimated_jaccard,
     exact_jaccard,
+    greedy_keepers,
     lsh_midpoint,
     minhash,
+    permutations,
+    priority,
     run_dedup,
     shingles,
     word_shingles,
@@ -170,11 +175,58 @@ def test_dedup_stage_rerun_and_incremental(spark, make_config):
     ]
 
 
-def test_quality_score_decides_keeper(spark):
+def test_compiled_minhash_gives_the_numpy_signature_bit_for_bit():
+    rng = np.random.default_rng(0)
+    a, b = permutations(CFG.num_perm, CFG.seed)
+    for n in (0, 1, 7, 300, 5000):
+        hashes = rng.integers(0, 2**63, n, dtype=np.uint64)
+        numpy_sig = np.minimum(_minhash_numpy(hashes, a, b), np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        assert np.array_equal(minhash(hashes, CFG.num_perm, CFG.seed), numpy_sig), n
+
+
+def test_bucket_pairs_are_all_pairs_up_to_the_window_then_a_sorted_neighbourhood(spark):
+    df = spark.createDataFrame([(list("abcd"),), (list("abcdefghij"),)], "ids array<string>")
+    rows = df.select(F.transform(bucket_pairs(F.col("ids"), 4), lambda p: F.concat(p["a"], p["b"])).alias("p")).collect()
+    small, giant = (sorted(r["p"]) for r in rows)
+    assert small == ["ab", "ac", "ad", "bc", "bd", "cd"]  # 4 members, window 4: every pair
+    # 10 members, window 4: each member meets its next 3 neighbours only (linear, not 45 pairs)
+    ids = "abcdefghij"
+    assert giant == sorted(ids[i] + ids[j] for i in range(10) for j in range(i + 1, min(i + 4, 10)))
+
+
+def _sequential_greedy(prio: dict[str, int], edges: set[tuple[str, str]]) -> dict[str, str]:
+    """Reference: documents one by one from the best; removed when linked to a kept better one."""
+    keeper: dict[str, str] = {}
+    for doc in sorted(prio, key=prio.get):
+        kept_better = [o for o in prio if keeper.get(o) == o and prio[o] < prio[doc]
+                       and ((doc, o) in edges or (o, doc) in edges)]
+        keeper[doc] = min(kept_better, key=prio.get) if kept_better else doc
+    return keeper
+
+
+def test_greedy_keepers_match_one_by_one_selection_on_random_graphs(spark):
+    rng = random.Random(4)
+    for trial in range(3):
+        docs = [f"d{i:02d}" for i in range(24)]
+        quality = {d: rng.random() for d in docs}
+        edges = {(a, b) for a in docs for b in docs if a < b and rng.random() < 0.12}
+        nodes = spark.createDataFrame([(d, quality[d], 100) for d in docs], "doc_id string, q double, n long")
+        nodes = nodes.withColumn("prio", priority(F.lit(True), F.col("q"), F.col("n"), F.col("doc_id")))
+        edge_df = spark.createDataFrame([(a, b, 0.9) for a, b in sorted(edges)], "a string, b string, similarity double")
+        got = {r["doc_id"]: r["keeper_id"] for r in greedy_keepers(nodes, edge_df, CFG).collect()}
+        order = {d: i for i, d in enumerate(sorted(docs, key=lambda d: -quality[d]))}
+        assert got == _sequential_greedy(order, edges), trial
+        # no removed document is left without a direct verified link to its keeper
+        assert all(k == d or (min(d, k), max(d, k)) in edges for d, k in got.items())
+
+
+@pytest.mark.parametrize("clustering", ["greedy", "components"])
+def test_quality_score_decides_keeper(spark, clustering):
     docs = spark.createDataFrame(
         [("a", ZH, "zh", len(ZH), 0.2), ("b", ZH.replace("党参", "人参", 1), "zh", len(ZH), 0.9),
          ("c", ZH + "。", "zh", len(ZH) + 1, None)],
         "doc_id string, text string, lang string, char_count long, quality_score double",
     )
-    got = {r["doc_id"]: (r["cluster_id"], r["is_keeper"]) for r in dedup_documents(docs, CFG).assignments.collect()}
+    cfg = CFG.model_copy(update={"clustering": clustering})
+    got = {r["doc_id"]: (r["cluster_id"], r["is_keeper"]) for r in dedup_documents(docs, cfg).assignments.collect()}
     assert got == {"a": ("b", False), "b": ("b", True), "c": ("b", False)}

@@ -273,9 +273,26 @@ class DedupConfig(_Section):
         "signatures; 'exact' = that estimate as a prefilter (>= threshold - verify_margin), then the exact Jaccard "
         "of the shingle sets (template families pile up at the threshold, where the estimate's noise costs ~10% P/R).",
     )
-    verify_margin: float = Field(0.1, ge=0, lt=1, description="Prefilter margin below the threshold for verify=exact.")
+    verify_margin: float = Field(
+        0.1, ge=0, lt=1,
+        description="For verify=exact: pairs whose signature estimate is below threshold - margin are dropped, at or above "
+        "threshold + margin accepted on the estimate (with 256 permutations that is > 3 standard errors), and only the "
+        "pairs in between get the exact Jaccard of their shingle sets.",
+    )
+    clustering: str = Field(
+        "greedy", pattern="^(greedy|components)$",
+        description="How verified pairs become clusters. 'greedy': in keeper order (released, quality, length, doc_id) a "
+        "document is removed when a verified pair links it to a better document that is kept; its cluster is named after "
+        "the best such keeper (distributed rounds, usually 2-4). 'components': large-star/small-star connected components, "
+        "the best document of each component keeps, members far from it are re-clustered (max_split_rounds).",
+    )
+    greedy_max_rounds: int = Field(
+        200, ge=1, description="Safety cap on greedy rounds (one per link of the longest chain of better-worse pairs); "
+        "documents still undecided after it are kept, never removed, and reported.",
+    )
     max_bucket_size: int = Field(
-        100, ge=2, description="LSH buckets larger than this (boilerplate skew) are salted into chunks of this size and star-linked; reported."
+        100, ge=2, description="LSH buckets larger than this (boilerplate skew) are compared by sorted neighbourhood: members sorted "
+        "by signature positions outside the band, each paired with the next max_bucket_size - 1 (linear, not quadratic); reported."
     )
     max_split_rounds: int = Field(
         3, ge=1, description="Rounds that re-cluster members whose estimated Jaccard to their cluster keeper is below threshold "

@@ -2,24 +2,29 @@
 
 Pipeline of pure DataFrame transforms, called by :func:`run_dedup`:
 
-1. ``with_norm_hash``: sha256 of the text lower-cased with whitespace and punctuation removed.
+1. ``norm_hash``: sha256 of the text lower-cased with whitespace and punctuation removed.
 2. ``exact_groups``: one representative per normalised hash (best by the keeper order).
-3. ``with_signatures``: MinHash signatures in a ``mapInArrow`` pass. Shingles are character n-grams for
-   Chinese (a whitespace split would turn a Chinese paragraph into one token) and word n-grams otherwise,
-   hashed with a vectorised 64-bit polynomial rolling hash (numpy, no per-shingle Python), then
-   ``num_perm`` multiply-shift permutations seeded by ``seed``: the same text gives the same signature on
-   every run and every machine.
-4. ``candidate_pairs``: band keys (``xxhash64`` of each signature slice) exploded and grouped by a shuffle;
-   buckets above ``max_bucket_size`` (boilerplate) are salted into chunks and star-linked to the bucket
-   minimum instead of producing all pairs, and reported.
-5. ``verified_edges``: candidate pairs kept only when their signature-estimated Jaccard (all ``num_perm``
-   positions, Spark higher-order functions) reaches the threshold, so band collisions never link documents.
-6. ``connected_components``: alternating large-star / small-star (Kiveris et al. 2014) on the edge
-   DataFrame with checkpoints each iteration; never collected, never one task.
-7. ``assign_keepers``: per component the keeper is the best document (previously released first, then
-   highest quality score, longest, smallest doc_id). A member is removed only when its estimated Jaccard
-   to the keeper reaches the threshold; the others (template families chained through intermediate
-   documents) are re-clustered among themselves for up to ``max_split_rounds`` rounds.
+3. ``with_signatures``: MinHash signatures in one ``mapInArrow`` pass that carries the other columns
+   through (no join back). Shingles are character n-grams for Chinese (a whitespace split would turn a
+   Chinese paragraph into one token) and word n-grams otherwise, hashed with a vectorised 64-bit
+   polynomial rolling hash (numpy), then ``num_perm`` multiply-shift permutations seeded by ``seed`` in a
+   compiled loop (numba; the numpy fallback gives the same bits): the same text gives the same signature
+   on every run and every machine.
+4. ``candidate_pairs``: band keys (``xxhash64`` of each signature slice) exploded and grouped by one
+   shuffle; pairs are generated inside each bucket row with higher-order functions. Buckets over
+   ``max_bucket_size`` (boilerplate) are compared by sorted neighbourhood (members ordered by signature
+   positions outside the band, each paired with its next neighbours: linear edges), and reported.
+5. ``verified_edges``: an 8-bit (b-bit MinHash) estimate triages the candidates: clearly below the
+   threshold dropped, clearly above accepted, and the uncertain ones decided by the exact Jaccard of their
+   shingle sets (computed once per document, intersected in the JVM). Band collisions never link documents.
+6. Clustering (``clustering``):
+   - ``greedy`` (default): in keeper order (previously released first, then highest quality score,
+     longest, smallest doc_id) a document is removed when a verified pair links it to a better document
+     that is kept, and joins that keeper's cluster. Distributed synchronous rounds over the edge list
+     (:func:`greedy_round`), checkpointed; every removed document is a verified near duplicate of its keeper.
+   - ``components``: alternating large-star / small-star connected components (Kiveris et al. 2014,
+     :func:`connected_components`), the best document of a component keeps, and members whose estimated
+     Jaccard to it is below the threshold are re-clustered among themselves for up to ``max_split_rounds``.
 """
 
 from __future__ import annotations
@@ -154,15 +159,42 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 _CHUNK = 2048
 
 
-def minhash(shingle_hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
-    """MinHash signature (uint32[num_perm]); an empty set gives all 0xFFFFFFFF."""
-    a, b = permutations(num_perm, seed)
-    sig = np.full(num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+def _minhash_numpy(shingle_hashes: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    sig = np.full(len(a), np.iinfo(np.uint64).max, dtype=np.uint64)
     hashes = np.unique(shingle_hashes)
     with np.errstate(over="ignore"):
         for i in range(0, len(hashes), _CHUNK):
             block = hashes[i : i + _CHUNK, None]
             np.minimum(sig, ((block * a + b) >> np.uint64(32)).min(axis=0), out=sig)
+    return sig
+
+
+try:  # a compiled loop: no (shingles x num_perm) temporaries, no sort; same arithmetic, same bits
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def _minhash_kernel(hashes, a, b):  # type: ignore[no-untyped-def]
+        sig = np.full(a.shape[0], np.uint64(0xFFFFFFFFFFFFFFFF))
+        shift = np.uint64(32)
+        for i in range(hashes.shape[0]):
+            x = hashes[i]
+            for j in range(a.shape[0]):
+                v = (a[j] * x + b[j]) >> shift
+                if v < sig[j]:
+                    sig[j] = v
+        return sig
+
+except ImportError:  # pragma: no cover - numba is a dependency; the numpy path gives the same signatures
+    _minhash_kernel = None
+
+
+def minhash(shingle_hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """MinHash signature (uint32[num_perm]); an empty set gives all 0xFFFFFFFF."""
+    a, b = permutations(num_perm, seed)
+    if _minhash_kernel is not None:
+        sig = _minhash_kernel(np.ascontiguousarray(shingle_hashes, dtype=np.uint64), a, b)
+    else:
+        sig = _minhash_numpy(shingle_hashes, a, b)
     return np.minimum(sig, np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
@@ -221,9 +253,15 @@ def signature_params(cfg: DedupConfig) -> str:
     )
 
 
-def _signature_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig) -> Iterator[pa.RecordBatch]:
+_SIGNATURE_FIELD = pa.field("signature", pa.list_(pa.field("element", pa.int32(), False)), False)
+_COUNT_FIELD = pa.field("shingle_count", pa.int64(), False)
+
+
+def _signature_batches(
+    batches: Iterator[pa.RecordBatch], cfg: DedupConfig, passthrough: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """Arrow batches of (passthrough..., text, lang) -> (passthrough..., signature, shingle_count)."""
     for batch in batches:
-        ids = batch.column("doc_id")
         texts = batch.column("text").to_pylist()
         langs = batch.column("lang").to_pylist()
         sigs = np.empty((len(texts), cfg.num_perm), dtype=np.uint32)
@@ -234,24 +272,27 @@ def _signature_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig) -> I
             sigs[i] = minhash(sh, cfg.num_perm, cfg.seed)
         values = pa.array(sigs.view(np.int32).reshape(-1), type=pa.int32())
         offsets = pa.array(np.arange(0, (len(texts) + 1) * cfg.num_perm, cfg.num_perm, dtype=np.int32))
+        fields = [batch.schema.field(name) for name in passthrough]
         yield pa.RecordBatch.from_arrays(
-            [ids, pa.ListArray.from_arrays(offsets, values), pa.array(counts, type=pa.int64())],
-            schema=pa.schema(
-                [
-                    pa.field("doc_id", pa.string(), False),
-                    pa.field("signature", pa.list_(pa.field("element", pa.int32(), False)), False),
-                    pa.field("shingle_count", pa.int64(), False),
-                ]
-            ),
+            [batch.column(name) for name in passthrough]
+            + [pa.ListArray.from_arrays(offsets, values), pa.array(counts, type=pa.int64())],
+            schema=pa.schema(fields + [_SIGNATURE_FIELD, _COUNT_FIELD]),
         )
 
 
-def with_signatures(docs: DataFrame, cfg: DedupConfig) -> DataFrame:
-    """(doc_id, text, lang, ...) -> the same rows plus ``signature array<int>`` and ``shingle_count``."""
-    lang = F.col("lang") if "lang" in docs.columns else F.lit(None).cast("string")
-    inputs = docs.select("doc_id", "text", lang.alias("lang"))
-    sigs = inputs.mapInArrow(lambda it: _signature_batches(it, cfg), SIGNATURE_SCHEMA)
-    return docs.join(sigs, on="doc_id", how="inner")
+def with_signatures(docs: DataFrame, cfg: DedupConfig, keep_text: bool = False) -> DataFrame:
+    """(doc_id, text, lang, ...) -> the same rows plus ``signature array<int>`` and ``shingle_count``.
+
+    One ``mapInArrow`` pass carries the other columns through, so no join back to the documents (a join
+    would shuffle every text once more). ``text`` is dropped unless ``keep_text``: the signatures are what
+    the later shuffles move.
+    """
+    if "lang" not in docs.columns:
+        docs = docs.withColumn("lang", F.lit(None).cast("string"))
+    passthrough = [f for f in docs.schema.fields if keep_text or f.name != "text"]
+    schema = StructType(passthrough + list(SIGNATURE_SCHEMA.fields[1:]))
+    names = [f.name for f in passthrough]
+    return docs.mapInArrow(lambda it: _signature_batches(it, cfg, names), schema)
 
 
 def norm_hash(text: Column) -> Column:
@@ -278,11 +319,26 @@ def exact_groups(nodes: DataFrame) -> DataFrame:
 
 
 def band_keys(sigs: DataFrame, cfg: DedupConfig) -> DataFrame:
-    """(doc_id, signature) -> (doc_id, band, bucket): one row per band, via explode."""
-    keys = F.array(
-        *[F.xxhash64(F.lit(b), F.slice("signature", b * cfg.rows + 1, cfg.rows)) for b in range(cfg.bands)]
+    """(doc_id, signature) -> (doc_id, band, bucket, order): one row per band, via explode.
+
+    ``order`` (two signature positions outside the band) sorts a bucket's members so that documents that
+    are alike sit next to each other: two documents agree on a position with probability = their Jaccard.
+    Giant buckets are cut into chunks in that order, which keeps most true pairs inside one chunk.
+    """
+    def position(b: int, k: int) -> int:
+        return (b * cfg.rows + cfg.rows + k) % cfg.num_perm + 1
+
+    rows = F.array(*[
+        F.struct(
+            F.xxhash64(F.lit(b), F.slice("signature", b * cfg.rows + 1, cfg.rows)).alias("bucket"),
+            F.struct(F.element_at("signature", position(b, 0)).alias("o1"),
+                     F.element_at("signature", position(b, 1)).alias("o2")).alias("order"),
+        )
+        for b in range(cfg.bands)
+    ])
+    return sigs.select("doc_id", F.posexplode(rows).alias("band", "k")).select(
+        "doc_id", "band", "k.bucket", "k.order"
     )
-    return sigs.select("doc_id", F.posexplode(keys).alias("band", "bucket"))
 
 
 @dataclass
@@ -291,24 +347,39 @@ class Candidates:
     giant_buckets: DataFrame  # (band, bucket, size) above max_bucket_size
 
 
+def bucket_pairs(ids: Column, window: int) -> Column:
+    """Pairs (ids[i], ids[j]), i < j < i + window, of a bucket's members, as an array of structs built with
+    Spark higher-order functions (no self-join). A bucket of up to ``window`` members gives all its pairs; a
+    larger one (boilerplate skew) is compared by sorted neighbourhood: its members arrive sorted so that
+    alike documents are adjacent (see :func:`band_keys`), and each is paired with the next window - 1
+    members, so the edges grow linearly, not quadratically, with the bucket."""
+    n = F.size(ids)
+    return F.flatten(
+        F.transform(
+            F.sequence(F.lit(0), n - 2),
+            lambda i: F.transform(
+                F.slice(ids, i + 2, F.least(n - i - 1, F.lit(window - 1))),
+                lambda x: F.struct(F.element_at(ids, i + 1).alias("a"), x.alias("b")),
+            ),
+        )
+    )
+
+
 def candidate_pairs(keys: DataFrame, cfg: DedupConfig) -> Candidates:
-    """Documents sharing a bucket in any band. Buckets over the cap are salted into chunks (pairs within a
-    chunk) and every member is also linked to the bucket's smallest doc_id: linear, not quadratic, edges."""
-    sizes = keys.groupBy("band", "bucket").agg(F.count(F.lit(1)).alias("size"), F.min("doc_id").alias("bucket_min"))
-    members = keys.join(sizes.filter(F.col("size") > 1), on=["band", "bucket"], how="inner")
-    chunks = F.ceil(F.col("size") / F.lit(cfg.max_bucket_size))
-    members = members.withColumn(
-        "salt", F.when(F.col("size") > cfg.max_bucket_size, F.pmod(F.xxhash64("doc_id"), chunks)).otherwise(F.lit(0))
+    """Documents sharing a bucket in any band: one groupBy collects each bucket's members in similarity
+    order, pairs are generated inside the row (see :func:`bucket_pairs`), then de-duplicated across bands.
+    Buckets over ``max_bucket_size`` are returned as ``giant_buckets`` for the stats."""
+    members = F.array_sort(F.collect_list(F.struct("order", "doc_id")))
+    buckets = (
+        keys.groupBy("band", "bucket")
+        .agg(F.transform(members, lambda m: m["doc_id"]).alias("ids"))
+        .filter(F.size("ids") > 1)
     )
-    left = members.select("band", "bucket", "salt", F.col("doc_id").alias("a"))
-    right = members.select("band", "bucket", "salt", F.col("doc_id").alias("b"))
-    within = left.join(right, on=["band", "bucket", "salt"], how="inner").filter(F.col("a") < F.col("b")).select("a", "b")
-    star = (
-        members.filter((F.col("size") > cfg.max_bucket_size) & (F.col("doc_id") != F.col("bucket_min")))
-        .select(F.col("bucket_min").alias("a"), F.col("doc_id").alias("b"))
+    pairs = buckets.select(F.explode(bucket_pairs(F.col("ids"), cfg.max_bucket_size)).alias("p")).select(
+        F.least("p.a", "p.b").alias("a"), F.greatest("p.a", "p.b").alias("b")
     )
-    giant = sizes.filter(F.col("size") > cfg.max_bucket_size).select("band", "bucket", "size")
-    return Candidates(within.unionByName(star).distinct(), giant)
+    giant = buckets.filter(F.size("ids") > cfg.max_bucket_size).select("band", "bucket", F.size("ids").cast("long").alias("size"))
+    return Candidates(pairs.distinct(), giant)
 
 
 def signature_similarity(sig_a: Column, sig_b: Column, num_perm: int) -> Column:
@@ -317,45 +388,89 @@ def signature_similarity(sig_a: Column, sig_b: Column, num_perm: int) -> Column:
     return F.aggregate(equal, F.lit(0), lambda acc, v: acc + v) / F.lit(float(num_perm))
 
 
-_EXACT_SCHEMA = StructType(
-    [StructField("a", StringType(), False), StructField("b", StringType(), False),
-     StructField("similarity", DoubleType(), False)]
+_SHINGLE_SET_SCHEMA = StructType(
+    [StructField("doc_id", StringType(), False), StructField("shingles", ArrayType(IntegerType(), False), False)]
 )
 
 
-def _exact_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig) -> Iterator[pa.RecordBatch]:
+def _shingle_set_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig) -> Iterator[pa.RecordBatch]:
     for batch in batches:
-        cols = {name: batch.column(name).to_pylist() for name in ("text_a", "lang_a", "text_b", "lang_b")}
-        sims = [
-            exact_jaccard(shingles(ta, la, cfg), shingles(tb, lb, cfg))
-            for ta, la, tb, lb in zip(cols["text_a"], cols["lang_a"], cols["text_b"], cols["lang_b"])
-        ]
+        texts = batch.column("text").to_pylist()
+        langs = batch.column("lang").to_pylist()
+        # low 32 bits of the 64-bit shingle hashes: half the bytes to shuffle; a false match between two
+        # different shingles has probability 2**-32 per pair of elements
+        sets = [np.unique(shingles(t, lang, cfg).astype(np.uint32)).view(np.int32) for t, lang in zip(texts, langs)]
+        lengths = np.fromiter((len(x) for x in sets), dtype=np.int32, count=len(sets))
+        offsets = np.concatenate([np.zeros(1, np.int32), np.cumsum(lengths, dtype=np.int32)])
+        values = np.concatenate(sets) if sets else np.empty(0, np.int32)
         yield pa.RecordBatch.from_arrays(
-            [batch.column("a"), batch.column("b"), pa.array(sims, type=pa.float64())],
-            schema=pa.schema([pa.field("a", pa.string(), False), pa.field("b", pa.string(), False),
-                              pa.field("similarity", pa.float64(), False)]),
+            [batch.column("doc_id"), pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.int32()))],
+            schema=pa.schema([pa.field("doc_id", pa.string(), False),
+                              pa.field("shingles", pa.list_(pa.field("element", pa.int32(), False)), False)]),
         )
+
+
+def shingle_sets(texts: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """(doc_id, text, lang) -> (doc_id, shingles array<int>): the distinct shingle hashes of each document,
+    the same sets MinHash summarises. Only built for documents in uncertain pairs."""
+    return texts.select("doc_id", "text", "lang").mapInArrow(
+        lambda it: _shingle_set_batches(it, cfg), _SHINGLE_SET_SCHEMA
+    )
+
+
+def low_bits(signature: Column) -> Column:
+    """The lowest 8 bits of every signature position (b-bit MinHash, Li & Koenig 2010)."""
+    return F.transform(signature, lambda x: (x.bitwiseAND(F.lit(255)) - F.lit(128)).cast("tinyint"))
+
+
+def bbit_similarity(low_a: Column, low_b: Column, num_perm: int) -> Column:
+    """Jaccard estimate from 8-bit slices: two unequal minima agree on 8 bits with probability 1/256, so
+    P(equal) = J + (1 - J) / 256 and J = (P - 1/256) / (1 - 1/256)."""
+    equal = signature_similarity(low_a, low_b, num_perm)
+    return F.greatest(F.lit(0.0), (equal - F.lit(1 / 256)) / F.lit(1 - 1 / 256))
+
+
+def set_jaccard(x: Column, y: Column) -> Column:
+    """Exact Jaccard of two arrays of distinct values, with Spark built-ins (two empty sets: 1.0)."""
+    inter = F.size(F.array_intersect(x, y))
+    union = F.size(x) + F.size(y) - inter
+    return F.when(union == 0, F.lit(1.0)).otherwise(inter / union)
 
 
 def verified_edges(pairs: DataFrame, sigs: DataFrame, cfg: DedupConfig, texts: DataFrame | None = None) -> DataFrame:
     """Candidate pairs whose Jaccard reaches the threshold: (a, b, similarity).
 
-    The signature estimate decides (verify=signature), or prefilters at threshold - verify_margin before
-    the exact Jaccard of the two shingle sets decides (verify=exact; needs ``texts``: doc_id, text, lang).
+    verify=signature: the signature estimate decides. verify=exact (needs ``texts``: doc_id, text, lang):
+    estimates below threshold - verify_margin are dropped, estimates at or above threshold + verify_margin
+    are accepted with the estimate as their similarity, and the uncertain pairs in between (template
+    families pile up there) are decided by the exact Jaccard of the two shingle sets. Each document in an
+    uncertain pair is shingled once, in one Arrow pass; the set intersections run in the JVM.
     """
-    sa = sigs.select(F.col("doc_id").alias("a"), F.col("signature").alias("sig_a"))
-    sb = sigs.select(F.col("doc_id").alias("b"), F.col("signature").alias("sig_b"))
-    scored = pairs.join(sa, on="a", how="inner").join(sb, on="b", how="inner").select(
-        "a", "b", signature_similarity(F.col("sig_a"), F.col("sig_b"), cfg.num_perm).alias("similarity")
-    )
     if cfg.verify == "signature" or texts is None:
+        sa = sigs.select(F.col("doc_id").alias("a"), F.col("signature").alias("sig_a"))
+        sb = sigs.select(F.col("doc_id").alias("b"), F.col("signature").alias("sig_b"))
+        scored = pairs.join(sa, on="a", how="inner").join(sb, on="b", how="inner").select(
+            "a", "b", signature_similarity(F.col("sig_a"), F.col("sig_b"), cfg.num_perm).alias("similarity")
+        )
         return scored.filter(F.col("similarity") >= F.lit(cfg.threshold))
-    likely = scored.filter(F.col("similarity") >= F.lit(cfg.threshold - cfg.verify_margin)).select("a", "b")
-    ta = texts.select(F.col("doc_id").alias("a"), F.col("text").alias("text_a"), F.col("lang").alias("lang_a"))
-    tb = texts.select(F.col("doc_id").alias("b"), F.col("text").alias("text_b"), F.col("lang").alias("lang_b"))
-    both = likely.join(ta, on="a", how="inner").join(tb, on="b", how="inner")
-    exact = both.mapInArrow(lambda it: _exact_batches(it, cfg), _EXACT_SCHEMA)
-    return exact.filter(F.col("similarity") >= F.lit(cfg.threshold))
+    # the triage only needs an estimate: 8-bit slices of the signature shuffle a quarter of the bytes
+    low = sigs.select("doc_id", low_bits(F.col("signature")).alias("low"))
+    la = low.select(F.col("doc_id").alias("a"), F.col("low").alias("low_a"))
+    lb = low.select(F.col("doc_id").alias("b"), F.col("low").alias("low_b"))
+    scored = pairs.join(la, on="a", how="inner").join(lb, on="b", how="inner").select(
+        "a", "b", bbit_similarity(F.col("low_a"), F.col("low_b"), cfg.num_perm).alias("similarity")
+    )
+    scored = _checkpoint(scored.filter(F.col("similarity") >= F.lit(cfg.threshold - cfg.verify_margin)))
+    sure = scored.filter(F.col("similarity") >= F.lit(cfg.threshold + cfg.verify_margin))
+    unsure = scored.filter(F.col("similarity") < F.lit(cfg.threshold + cfg.verify_margin)).select("a", "b")
+    involved = unsure.select(F.col("a").alias("doc_id")).unionByName(unsure.select(F.col("b").alias("doc_id")))
+    sets = _checkpoint(shingle_sets(texts.join(involved.distinct(), on="doc_id", how="left_semi"), cfg))
+    xa = sets.select(F.col("doc_id").alias("a"), F.col("shingles").alias("x"))
+    xb = sets.select(F.col("doc_id").alias("b"), F.col("shingles").alias("y"))
+    exact = unsure.join(xa, on="a", how="inner").join(xb, on="b", how="inner").select(
+        "a", "b", set_jaccard(F.col("x"), F.col("y")).alias("similarity")
+    )
+    return sure.unionByName(exact.filter(F.col("similarity") >= F.lit(cfg.threshold)))
 
 
 def _checkpoint(df: DataFrame) -> DataFrame:
@@ -459,6 +574,87 @@ def assign_keepers(
     return done.unionByName(rest)
 
 
+_UNDECIDED, _KEPT, _REMOVED = 0, 1, 2
+
+
+def orient_edges(nodes: DataFrame, edges: DataFrame) -> DataFrame:
+    """(a, b, similarity) + nodes(doc_id, prio) -> (hi, lo, hi_prio, similarity): hi is the better keeper."""
+    pa_ = nodes.select(F.col("doc_id").alias("a"), F.col("prio").alias("pa"))
+    pb_ = nodes.select(F.col("doc_id").alias("b"), F.col("prio").alias("pb"))
+    a_first = F.col("pa") < F.col("pb")
+    return edges.join(pa_, on="a", how="inner").join(pb_, on="b", how="inner").select(
+        F.when(a_first, F.col("a")).otherwise(F.col("b")).alias("hi"),
+        F.when(a_first, F.col("b")).otherwise(F.col("a")).alias("lo"),
+        F.when(a_first, F.col("pa")).otherwise(F.col("pb")).alias("hi_prio"),
+        "similarity",
+    )
+
+
+def greedy_round(status: DataFrame, directed: DataFrame) -> DataFrame:
+    """One synchronous round of greedy selection in keeper order.
+
+    status(doc_id, status) -> the same with more documents decided: an undecided document is removed when
+    a better neighbour is kept, and kept when every better neighbour is removed (or it has none). Decisions
+    never change, so the result equals processing documents one by one from the best.
+    """
+    hi_status = status.select(F.col("doc_id").alias("hi"), F.col("status").alias("hi_status"))
+    blockers = (
+        directed.select("hi", "lo")
+        .join(status.filter(F.col("status") == _UNDECIDED).select(F.col("doc_id").alias("lo")), on="lo", how="left_semi")
+        .join(hi_status.filter(F.col("hi_status") != _REMOVED), on="hi", how="inner")
+        .groupBy("lo")
+        .agg(
+            F.max((F.col("hi_status") == _KEPT).cast("int")).alias("kept_better"),
+            F.max((F.col("hi_status") == _UNDECIDED).cast("int")).alias("undecided_better"),
+        )
+    )
+    nxt = (
+        F.when(F.col("status") != _UNDECIDED, F.col("status"))
+        .when(F.col("kept_better") == 1, F.lit(_REMOVED))
+        .when(F.col("undecided_better") == 1, F.lit(_UNDECIDED))
+        .otherwise(F.lit(_KEPT))
+    )
+    joined = status.join(blockers.withColumnRenamed("lo", "doc_id"), on="doc_id", how="left")
+    return joined.select("doc_id", nxt.alias("status"))
+
+
+def greedy_keepers(nodes: DataFrame, edges: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """nodes(doc_id, prio) + verified edges (a, b, similarity) -> (doc_id, keeper_id, similarity).
+
+    Every removed document is linked by a verified pair to its keeper (the best kept better neighbour), so
+    template families chained A~B~C never remove C for a keeper A it does not resemble, and no cluster can
+    grow by chaining. Distributed rounds (joins and groupBys over the edge list, checkpointed), one per link
+    of the longest better-to-worse chain: 2 for a template family hanging off one document.
+    """
+    directed = _checkpoint(orient_edges(nodes, edges))
+    status = _checkpoint(
+        directed.select(F.col("hi").alias("doc_id")).unionByName(directed.select(F.col("lo").alias("doc_id")))
+        .distinct().select("doc_id", F.lit(_UNDECIDED).alias("status"))
+    )
+    for round_no in range(1, cfg.greedy_max_rounds + 1):
+        status = _checkpoint(greedy_round(status, directed))
+        undecided = status.filter(F.col("status") == _UNDECIDED).count()
+        log.info("dedup greedy round %d: %d documents undecided", round_no, undecided)
+        if undecided == 0:
+            break
+    else:
+        log.warning("dedup greedy selection stopped after %d rounds: %d undecided documents are kept",
+                    cfg.greedy_max_rounds, undecided)
+    removed = status.filter(F.col("status") == _REMOVED).select(F.col("doc_id").alias("lo"))
+    kept = status.filter(F.col("status") != _REMOVED).select(F.col("doc_id").alias("hi"))
+    best = (
+        directed.join(removed, on="lo", how="left_semi").join(kept, on="hi", how="left_semi")
+        .groupBy("lo").agg(F.min(F.struct("hi_prio", "hi", "similarity")).alias("k"))
+        .select(F.col("lo").alias("doc_id"), F.col("k.hi").alias("keeper_id"), F.col("k.similarity").alias("similarity"))
+    )
+    keepers = kept.select(F.col("hi").alias("doc_id"), F.col("hi").alias("keeper_id"), F.lit(1.0).alias("similarity"))
+    linked = best.unionByName(keepers)
+    rest = nodes.join(linked.select("doc_id"), on="doc_id", how="left_anti").select(
+        "doc_id", F.col("doc_id").alias("keeper_id"), F.lit(1.0).alias("similarity")
+    )
+    return linked.unionByName(rest)
+
+
 @dataclass
 class DedupResult:
     """assignments: (doc_id, cluster_id, is_keeper, reason, similarity) for every input doc."""
@@ -483,9 +679,14 @@ def dedup_documents(
     """
     check_banding(cfg)
     quality = F.col("quality_score") if "quality_score" in new_docs.columns else F.lit(None).cast("double")
+    if "lang" not in new_docs.columns:
+        new_docs = new_docs.withColumn("lang", F.lit(None).cast("string"))
     new = with_signatures(
-        new_docs.select("doc_id", "text", "lang", "char_count", quality.alias("quality_score")), cfg
-    ).withColumn("norm_hash", norm_hash(F.col("text")))
+        new_docs.select(
+            "doc_id", "text", "lang", "char_count", quality.alias("quality_score"), norm_hash(F.col("text")).alias("norm_hash")
+        ),
+        cfg,
+    )
     new_nodes = new.select(
         "doc_id", "norm_hash", "signature", "shingle_count", "char_count", "quality_score",
         F.lit(True).alias("is_new"),
@@ -504,22 +705,28 @@ def dedup_documents(
     nodes = _checkpoint(nodes)
 
     reps_of = exact_groups(nodes)  # doc_id -> rep_id
-    reps = nodes.join(reps_of.filter(F.col("doc_id") == F.col("rep_id")).select("doc_id"), on="doc_id", how="left_semi")
+    reps = _checkpoint(
+        nodes.join(reps_of.filter(F.col("doc_id") == F.col("rep_id")).select("doc_id"), on="doc_id", how="left_semi")
+    )
     cand = candidate_pairs(band_keys(reps, cfg), cfg)
-    texts = new.select("doc_id", "text", "lang")
+    texts = new_docs.select("doc_id", "text", "lang")
     if previous is not None and "text" in previous.columns:
         texts = texts.unionByName(previous.select("doc_id", "text", "lang"))
     edges = verified_edges(cand.pairs, reps, cfg, texts)
-    # released docs were deduplicated against each other already: only links touching a new doc count
-    flags = reps.select("doc_id", "is_new")
-    edges = (
-        edges.join(flags.withColumnRenamed("doc_id", "a").withColumnRenamed("is_new", "a_new"), on="a", how="inner")
-        .join(flags.withColumnRenamed("doc_id", "b").withColumnRenamed("is_new", "b_new"), on="b", how="inner")
-        .filter(F.col("a_new") | F.col("b_new"))
-        .select("a", "b", "similarity")
-    )
+    if previous is not None:
+        # released docs were deduplicated against each other already: only links touching a new doc count
+        flags = reps.select("doc_id", "is_new")
+        edges = (
+            edges.join(flags.withColumnRenamed("doc_id", "a").withColumnRenamed("is_new", "a_new"), on="a", how="inner")
+            .join(flags.withColumnRenamed("doc_id", "b").withColumnRenamed("is_new", "b_new"), on="b", how="inner")
+            .filter(F.col("a_new") | F.col("b_new"))
+            .select("a", "b", "similarity")
+        )
     edges = _checkpoint(edges)
-    near = assign_keepers(reps, edges, cfg)  # rep doc -> keeper doc
+    if cfg.clustering == "greedy":
+        near = greedy_keepers(reps, edges, cfg)  # rep doc -> keeper doc
+    else:
+        near = assign_keepers(reps, edges, cfg)
 
     assigned = (
         reps_of.join(near.withColumnRenamed("doc_id", "rep_id"), on="rep_id", how="inner")
