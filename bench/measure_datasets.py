@@ -7,10 +7,20 @@
    classifier ran): TCM books and the MedicalGPT textbook chapter (medical zh), MedQuAD answers and
    PubMedQA abstracts (medical en), laws and THUCNews titles (general zh), NLTK Brown/ABC/webtext
    (general en). ``--tcm-books N`` caps the books (default 20) to keep the run short.
-2. sft -> preference -> ingest -> normalize -> filter -> classify -> dedup -> decontaminate -> (configs/real_data.yaml sources) -> preference -> pretrain -> release.
+   A book is written as one document per section (``<篇名>`` in the TCM books, ``第N节`` in the textbook
+   chapter), JSONL in UTF-8: a whole book as one document is the wrong unit for pretraining. The rater
+   scores, and the mixtures sample, a 100k-token book as one item, so the ``boost`` mixture's per-language
+   top-30% quality cut over ~20 zh books held a few hundred tokens and that mixture could not be built.
+   Domain labels and quality scores come from the models in classify.domain_model_dir/rater_model_dir. The
+   default there is the seed-trained pair ``make run`` trains (452 rows): on this corpus it labels most law
+   documents and about half of the NLTK paragraphs medical. For figures that mean something, pass the pair
+   trained on ../shared/data (``medcorpus build-labelled``, ``train-classifier --input labelled_documents``,
+   ``train-rater``): ``--set classify.domain_model_dir=DIR/domain --set classify.rater_model_dir=DIR/rater``.
+2. sft (configs/real_data.yaml sources) -> preference -> ingest -> normalize -> filter -> classify -> dedup ->
+   decontaminate -> pretrain -> release.
 3. Prints one JSON object: rows/tokens per table, achieved vs requested mixture shares, SFT removals
-   by reason (ConFilter included), CF quantiles, objective/subjective pair counts, and 10 dialogues
-   ConFilter dropped (5 highest CF, 5 lowest) for reading by hand.
+   by reason (ConFilter included), CF quantiles, objective/subjective pair counts, the release's pinned
+   table versions, and 10 dialogues ConFilter dropped (a seeded sample, up to 5 per bound) to read by hand.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import xml.etree.ElementTree as ET
 import zipfile
@@ -27,6 +38,62 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 DATA = REPO.parent / "shared" / "data"
 
+_TEXTBOOK_SECTION = re.compile(r"^第[一二三四五六七八九十百零〇—－-]{1,4}节")
+
+
+def tcm_sections(book: str) -> list[tuple[str, str]]:
+    """A TCM book (decoded) -> (title, text) per ``<篇名>`` section.
+
+    The published files mark each section with a ``<篇名>TITLE`` line, its body's first line starts with
+    ``内容：``, and ``<目录>`` lines repeat the chapter path before every section. The markers are dropped
+    (kept in, they made whole books fail the repeated-lines filter); the title heads the text. Sections
+    with an empty body and the book's header block (书名/作者/朝代) are left out. Lines stay hard-wrapped as
+    published.
+    """
+    sections: list[tuple[str, str]] = []
+    title: str | None = None
+    body: list[str] = []
+
+    def flush() -> None:
+        text = "\n".join(body).strip()
+        if title is not None and text and not text.startswith("书名："):  # the book's header block
+            sections.append((title, f"{title}\n{text}" if title else text))
+
+    for line in book.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if line.startswith("<目录>"):
+            continue
+        if line.startswith("<篇名>"):
+            flush()
+            title, body = line[len("<篇名>"):].strip(), []
+            continue
+        if not any(body) and line.startswith("内容："):
+            line = line[len("内容："):]
+        body.append(line.rstrip())
+    flush()
+    return sections
+
+
+def textbook_sections(text: str) -> list[tuple[str, str]]:
+    """The textbook chapter (fever.txt) -> (heading, text) per ``第N节`` section (the heading line stays in the
+    text: in this file it often runs on into the first sentence); the text before the first heading is one more."""
+    sections: list[tuple[str, str]] = []
+    heading, body = "", []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if _TEXTBOOK_SECTION.match(line.strip()):
+            if any(body):
+                sections.append((heading, "\n".join(body).strip()))
+            heading, body = line.strip()[:40], []
+        body.append(line.rstrip())
+    if any(body):
+        sections.append((heading, "\n".join(body).strip()))
+    return sections
+
+
+def write_sections(path: Path, book: str, sections: list[tuple[str, str]]) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for k, (title, text) in enumerate(sections):
+            fh.write(json.dumps({"id": f"{book}#{k}", "title": title or book, "text": text}, ensure_ascii=False) + "\n")
+
 
 def write_corpus(work: Path, tcm_books: int) -> list[str]:
     """Real documents as ingestible files; returns the folders to ingest."""
@@ -34,8 +101,9 @@ def write_corpus(work: Path, tcm_books: int) -> list[str]:
     for d in (med_zh, med_en, gen_zh, gen_en):
         d.mkdir(parents=True, exist_ok=True)
     for book in sorted((DATA / "medical_zh" / "tcm_books").glob("*.txt"))[:tcm_books]:
-        (med_zh / book.name).write_bytes(book.read_bytes())  # GB18030 + CRLF, as published
-    (med_zh / "fever.txt").write_bytes((DATA / "medical_zh" / "medicalgpt" / "fever.txt").read_bytes())
+        write_sections(med_zh / f"{book.stem}.jsonl", book.stem, tcm_sections(book.read_bytes().decode("gb18030")))
+    fever = (DATA / "medical_zh" / "medicalgpt" / "fever.txt").read_text(encoding="utf-8")
+    write_sections(med_zh / "fever.jsonl", "fever", textbook_sections(fever))
     with (med_en / "medquad_answers.jsonl").open("w", encoding="utf-8") as fh:
         for f in sorted((DATA / "medical_en" / "medquad").rglob("*.xml")):
             for a in ET.parse(f).getroot().iter("Answer"):
@@ -78,7 +146,7 @@ def main() -> None:
 
     from pyspark.sql import functions as F
 
-    from medcorpus import datasets, release, runner
+    from medcorpus import datasets, pretrain, release, runner
     from medcorpus.config import load_config
     from medcorpus.session import build_spark
 
@@ -93,52 +161,97 @@ def main() -> None:
     # unique_documents (filtered, classified, deduplicated, decontaminated), not raw documents
     for r in runner.run_pipeline(ctx, folders, until="decontaminate"):
         print(json.dumps({r.stage: r.summary()}, ensure_ascii=False), flush=True)
-    reports["pretrain"] = datasets.run_pretrain(ctx)
-    name = f"measure-{ctx.run_id}"
-    release.run_release(ctx, name)
-    rel = release.release_row(ctx, name)
-
     sft = ctx.warehouse.read("sft")
     by_source = {f"{r['source']}/{r['type']}": int(r["n"]) for r in
                  sft.groupBy("source", "type").agg(F.count(F.lit(1)).alias("n")).collect()}
     pairs = {r["kind"]: int(r["n"]) for r in
              ctx.warehouse.read("preference").groupBy("kind").agg(F.count(F.lit(1)).alias("n")).collect()}
-    pretrain = {f"{r['mixture']}/{r['component']}/{r['lang']}": int(r["t"]) for r in ctx.warehouse.read("pretrain")
-                .groupBy("mixture", "component", "lang").agg(F.sum("token_estimate").alias("t")).collect()}
-    out = {
-        "release": name,
-        "row_counts": rel["row_counts"],
-        "token_counts": rel["token_counts"],
+    out: dict[str, object] = {
         "sft_rows_by_source_type": dict(sorted(by_source.items())),
         "sft_removed_by_reason": reports["sft"].removed_by_reason,
         "sft_note": reports["sft"].note,
         "preference_pairs": pairs,
         "preference_removed": reports["preference"].removed_by_reason,
-        "pretrain_tokens_by_cell": dict(sorted(pretrain.items())),
-        "pretrain_note": reports["pretrain"].note,
-        "confilter_dropped_examples": confilter_examples(ctx),
+        "confilter_dropped": confilter_examples(ctx),
     }
+    try:
+        reports["pretrain"] = datasets.run_pretrain(ctx)
+    except pretrain.MixtureError as err:  # still print the SFT/preference figures
+        out["pretrain_error"] = str(err)
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        raise SystemExit(1) from err
+    name = f"measure-{ctx.run_id}"
+    release.run_release(ctx, name)
+    rel = release.release_row(ctx, name)
+    cells = {(r["mixture"], r["component"], r["lang"]): int(r["t"]) for r in ctx.warehouse.read("pretrain")
+             .groupBy("mixture", "component", "lang").agg(F.sum("token_estimate").alias("t")).collect()}
+    out.update({
+        "release": name,
+        "release_table_versions": rel["table_versions"],
+        "release_config_hash": rel["config_hash"],
+        "release_code_version": rel["code_version"],
+        "row_counts": rel["row_counts"],
+        "token_counts": rel["token_counts"],
+        "pretrain_tokens_by_cell": {"/".join(k): v for k, v in sorted(cells.items())},
+        "pretrain_shares": mixture_shares(cfg.datasets.mixtures, cells),
+        "pretrain_removed_by_reason": reports["pretrain"].removed_by_reason,
+        "pretrain_note": reports["pretrain"].note,
+    })
     print(json.dumps(out, ensure_ascii=False, indent=2))
 
 
-def confilter_examples(ctx) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
-    """Re-score the candidates as the stage does; show 5 dialogues dropped as too high and 5 as too low."""
+def mixture_shares(mixtures, cells: dict[tuple[str, str, str], int]) -> dict[str, dict[str, list[float]]]:  # type: ignore[no-untyped-def]
+    """mixture -> {'component:medical': [requested, achieved], 'language:zh': [...]} from the table's tokens."""
+    from medcorpus.pretrain import normalized
+
+    out: dict[str, dict[str, list[float]]] = {}
+    for name, mix in mixtures.items():
+        total = sum(t for (m, _, _), t in cells.items() if m == name) or 1
+        shares = {}
+        for axis, requested in ((1, normalized(mix.components)), (2, normalized(mix.languages))):
+            for value, req in requested.items():
+                got = sum(t for k, t in cells.items() if k[0] == name and k[axis] == value) / total
+                shares[f"{'component' if axis == 1 else 'language'}:{value}"] = [round(req, 4), round(got, 4)]
+        out[name] = shares
+    return out
+
+
+def confilter_examples(ctx, n: int = 10) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The dialogues the sft stage dropped for ConFilter (reject_reason confilter_low/high), recomputed as the
+    stage computes them (same sources, same hash-sampled LM training rows, same first-failing-rule order), and
+    a seeded sample of ``n`` to read by hand: up to n/2 per bound, the rest from the other bound."""
     from pyspark.sql import functions as F
 
     from medcorpus import datasets, sft as sft_mod
     from medcorpus.sft_import import import_sources
 
     cfg = ctx.config.datasets
-    # all sources, as in the stage: the LM trains on the same hash sample, so the CFs are the stage's
     cands, _ = import_sources(ctx.spark, cfg.sft_sources)
     scored = sft_mod.with_scores(cands.filter(F.col("error").isNull()), ctx.config.normalize)
-    cf = datasets._confilter_scored(ctx, scored).filter(F.col("confilter").isNotNull())
-    pick = lambda df: [  # noqa: E731
-        {"source": r["source"], "cf": round(r["confilter"], 3),
-         "turns": [f"{m['role']}: {m['content'][:120]}" for m in r["messages"][:4]]} for r in df.collect()]
-    high = cf.filter(F.col("confilter") > cfg.confilter_upper).orderBy(F.col("confilter").desc()).limit(5)
-    low = cf.filter(F.col("confilter") < cfg.confilter_lower).orderBy("confilter").limit(5)
-    return pick(high) + pick(low)
+    flagged = sft_mod.with_reject_reason(datasets._confilter_scored(ctx, scored), cfg)
+    dropped = flagged.filter(F.col("reject_reason").isin("confilter_low", "confilter_high")).select(
+        "sample_id", "source", "reject_reason", "confilter", "messages",
+        F.xxhash64(F.lit(cfg.seed), "sample_id").alias("k")).persist()
+    try:
+        counts = {f"{r['reject_reason']}/{r['source']}": int(r["n"]) for r in
+                  dropped.groupBy("reject_reason", "source").agg(F.count(F.lit(1)).alias("n")).collect()}
+        side = {reason: dropped.filter(F.col("reject_reason") == reason).orderBy("k", "sample_id").limit(n).collect()
+                for reason in ("confilter_high", "confilter_low")}
+    finally:
+        dropped.unpersist()
+    half = n // 2
+    high, low = side["confilter_high"], side["confilter_low"]
+    take_high = min(len(high), max(half, n - len(low)))
+    picked = high[:take_high] + low[:n - take_high]
+    examples = []
+    for r in picked:
+        turns = [f"{m['role']}: {m['content']}" for m in r["messages"]]
+        examples.append({"sample_id": r["sample_id"], "source": r["source"], "reason": r["reject_reason"],
+                         "cf": round(float(r["confilter"]), 3), "n_turns": len(turns),
+                         "excerpt": " | ".join(turns)[:150],
+                         "turns": [t[:300] for t in turns[:6]]})
+    return {"bounds": [cfg.confilter_lower, cfg.confilter_upper], "dropped_by_reason_source": dict(sorted(counts.items())),
+            "examples": examples}
 
 
 if __name__ == "__main__":
