@@ -46,7 +46,12 @@ test-slow: setup chromium
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not shared_data"
 
-bench: setup
+# The baselines (datatrove with spaCy's tokenizer) are only needed here, not by the suite.
+$(VENV)/.installed-bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+	touch $@
+
+bench: setup $(VENV)/.installed-bench
 	$(PY) bench/run.py --out bench/results.json
 
 # Spark standalone master + worker on 127.0.0.1 from the pyspark distribution; spark-submit
