@@ -139,6 +139,21 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
+def _with_demo_benchmarks_if_missing(args: argparse.Namespace, config: Config) -> Config:
+    """The demo run on a machine without the shared benchmark files decontaminates against the demo's own
+    small benchmark set (said in the log), instead of failing at the decontaminate stage."""
+    from medcorpus.decontaminate import benchmarks_root
+    from medcorpus.demo import DEMO_BENCHMARKS_DIR, write_demo_benchmarks
+
+    if benchmarks_root(config.decontaminate).is_dir():
+        return config
+    folder = write_demo_benchmarks(Path(DEMO_BENCHMARKS_DIR)).resolve()
+    log.warning("decontaminate: %s not found; the demo run uses the demo benchmark set %s",
+                benchmarks_root(config.decontaminate), folder)
+    args.set = [*args.set, f"decontaminate.benchmarks_dir={folder}"]
+    return _load(args)
+
+
 def _check_local_inputs(sources: Sequence[str], config: Config | None = None) -> None:
     for source in sources:
         if "://" not in source and not source.startswith("file:") and not Path(source).exists():
@@ -184,6 +199,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from medcorpus.demo import SFT_DEMO_DIR, write_demo_sft_inputs
 
         write_demo_sft_inputs(Path(SFT_DEMO_DIR))  # the default datasets.sft_sources point here
+        config = _with_demo_benchmarks_if_missing(args, config)
     _check_local_inputs(sources, config)
 
     if args.command in ("annotate", "translate", "generate-qa", "judge"):

@@ -184,10 +184,19 @@ def submit_args(config: Config, cluster_master: str, archive: Path) -> list[str]
 
 def submit_pipeline(cluster: StandaloneCluster, dist: Path, sources: list[str], warehouse: str,
                     run_id: str, until: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    from medcorpus.decontaminate import benchmarks_root
+    from medcorpus.demo import write_demo_benchmarks
+
     config = load_config(overrides=[f"warehouse={warehouse}"])
     archive = dist / "medcorpus.zip"
+    # relative paths would resolve against dist on the driver: pass the checkout's benchmark folder as an
+    # absolute path (or the demo's set where the shared files are absent)
+    benchmarks = benchmarks_root(config.decontaminate)
+    if not benchmarks.is_dir():
+        benchmarks = write_demo_benchmarks(dist.parent / "demo-benchmarks").resolve()
     cmd = [str(spark_home() / "bin" / "spark-submit"), *submit_args(config, cluster.master_url, archive),
-           str(dist / "jobs" / "pipeline.py"), *sources, "--warehouse", warehouse, "--run-id", run_id]
+           str(dist / "jobs" / "pipeline.py"), *sources, "--warehouse", warehouse, "--run-id", run_id,
+           "--set", f"decontaminate.benchmarks_dir={benchmarks}"]
     if until:
         cmd += ["--until", until]
     log.info("spark-submit %s", " ".join(cmd[1:]))

@@ -30,6 +30,7 @@ Pipeline of pure DataFrame transforms, called by :func:`run_dedup`:
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -172,7 +173,9 @@ def _minhash_numpy(shingle_hashes: np.ndarray, a: np.ndarray, b: np.ndarray) -> 
 try:  # a compiled loop: no (shingles x num_perm) temporaries, no sort; same arithmetic, same bits
     from numba import njit
 
-    @njit(cache=True, nogil=True)
+    # cache the compiled code beside the module, unless it is imported from a zip (spark-submit --py-files),
+    # where numba has nowhere to put it and compiles once per Python worker instead
+    @njit(cache=os.path.isfile(__file__), nogil=True)
     def _minhash_kernel(hashes, a, b):  # type: ignore[no-untyped-def]
         sig = np.full(a.shape[0], np.uint64(0xFFFFFFFFFFFFFFFF))
         shift = np.uint64(32)

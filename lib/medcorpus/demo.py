@@ -387,3 +387,30 @@ def write_demo_sft_inputs(out: Path, seed: int = 11) -> Path:
     (out / "exam.jsonl").write_bytes(_jsonl(exam))
     (out / "scored.jsonl").write_bytes(_jsonl(scored))
     return out
+
+
+DEMO_BENCHMARKS_DIR = "build/demo-benchmarks"
+_DEMO_BENCHMARK_ITEMS = (
+    ("高血压患者长期服用下列哪种药物最容易引起干咳的不良反应", "硝苯地平", "卡托普利", "氢氯噻嗪", "美托洛尔", "B"),
+    ("治疗单纯性甲状腺肿碘缺乏所致者首选的处理方法是补充", "碘剂", "甲状腺素", "丙硫氧嘧啶", "糖皮质激素", "A"),
+    ("中医理论中被称为后天之本并主运化水谷精微的脏是", "心", "肝", "脾", "肾", "C"),
+    ("Which electrolyte abnormality is most characteristic of untreated primary adrenal insufficiency in adults "
+     "presenting with fatigue and hypotension", "Hypernatremia", "Hyperkalemia", "Hypokalemia", "Hypercalcemia", "B"),
+)
+
+
+def write_demo_benchmarks(out: Path) -> Path:
+    """A tiny benchmark folder in CMMLU's test-file shape (``cmmlu/test/*.csv``: Question, A-D, Answer), used
+    by the demo run when the configured ``decontaminate.benchmarks_dir`` (the shared CMMLU/CMExam files)
+    is not on this machine. Deterministic; rewritten only when absent."""
+    import csv
+
+    path = out / "cmmlu" / "test" / "demo_clinical_medicine.csv"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["", "Question", "A", "B", "C", "D", "Answer"])
+            for i, item in enumerate(_DEMO_BENCHMARK_ITEMS):
+                writer.writerow([i, *item])
+    return out
