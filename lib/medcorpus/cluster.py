@@ -235,7 +235,7 @@ def check_summary(summary: dict[str, object]) -> list[str]:
 
 
 def cluster_test(work: Path, until: str | None) -> int:
-    from medcorpus.demo import write_demo_corpus
+    from medcorpus.demo import SFT_DEMO_DIR, write_demo_corpus, write_demo_sft_inputs
 
     if work.exists():
         shutil.rmtree(work)
@@ -243,6 +243,8 @@ def cluster_test(work: Path, until: str | None) -> int:
     sources = write_demo_corpus(work / "demo")
     dist = work / "dist"
     package_project(dist)
+    # the default datasets.sft_sources are relative paths, read from the driver's working directory (dist)
+    write_demo_sft_inputs(dist / SFT_DEMO_DIR)
     warehouse = str(work / "warehouse")
     with standalone_cluster(work / "cluster") as cluster:
         t_up = time.perf_counter()
