@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, StringType, StructField, StructType
+from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 from medcorpus.config import REPO_ROOT, DecontaminateConfig
 from medcorpus.dedup import _HAN, _WORD, _codepoints, span_hashes
@@ -184,16 +184,23 @@ def matchable_text(question: str, row: dict, cfg: DecontaminateConfig) -> str:
 
 @dataclass
 class BenchmarkIndex:
-    """Sorted distinct n-gram hashes (for the workers) and (gram, item) rows (for the counting join)."""
+    """Sorted distinct n-gram hashes (for the workers), (gram, item_key) rows for the counting join, and one
+    row per item with its details. Item details are not repeated per n-gram: with ~18k benchmark items and
+    ~100 n-grams each, a question column per gram row made the index hundreds of MB, which the counting
+    join then broadcast (a 1 GB driver ran out of memory)."""
 
     grams: np.ndarray  # sorted distinct uint64
-    item_grams: DataFrame  # gram long, benchmark, bench_item_id, item_ngrams, question
+    item_grams: DataFrame  # gram long, item_key int
+    item_details: DataFrame  # item_key int, benchmark, bench_item_id, item_ngrams, question (one row per item)
     items: int
 
 
 _ITEM_GRAM_SCHEMA = StructType(
+    [StructField("gram", LongType(), False), StructField("item_key", IntegerType(), False)]
+)
+_ITEM_SCHEMA = StructType(
     [
-        StructField("gram", LongType(), False),
+        StructField("item_key", IntegerType(), False),
         StructField("benchmark", StringType(), False),
         StructField("bench_item_id", StringType(), False),
         StructField("item_ngrams", LongType(), False),
@@ -211,15 +218,20 @@ def build_index(spark: SparkSession, items: Sequence[BenchItem], cfg: Decontamin
         idx = np.repeat(np.arange(len(grams_per_item)), lengths)
     else:
         all_grams, lengths, idx = np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64)
-    meta = pa.table({
+    details = pa.table({
+        "item_key": pa.array(np.arange(len(grams_per_item)), type=pa.int32()),
         "benchmark": [it.benchmark for it, _ in grams_per_item],
         "bench_item_id": [it.item_id for it, _ in grams_per_item],
         "item_ngrams": pa.array(lengths, type=pa.int64()),
         "question": [it.question[:300] for it, _ in grams_per_item],
     })
-    table = meta.take(pa.array(idx, type=pa.int64())).add_column(0, "gram", pa.array(all_grams.view(np.int64)))
-    df = spark.createDataFrame(table.to_pandas(), _ITEM_GRAM_SCHEMA) if table.num_rows else spark.createDataFrame([], _ITEM_GRAM_SCHEMA)
-    return BenchmarkIndex(np.unique(all_grams), df, len(grams_per_item))
+    pairs = pa.table({"gram": pa.array(all_grams.view(np.int64)), "item_key": pa.array(idx, type=pa.int32())})
+
+    def frame(table: pa.Table, schema: StructType) -> DataFrame:
+        return spark.createDataFrame(table.to_pandas(), schema) if table.num_rows else spark.createDataFrame([], schema)
+
+    return BenchmarkIndex(np.unique(all_grams), frame(pairs, _ITEM_GRAM_SCHEMA), frame(details, _ITEM_SCHEMA),
+                          len(grams_per_item))
 
 
 def load_index(spark: SparkSession, cfg: DecontaminateConfig) -> BenchmarkIndex:
@@ -272,9 +284,10 @@ def find_contamination(
     grams = index.grams
     matches = inputs.mapInArrow(lambda it: _match_batches(it, grams, cfg), _MATCH_SCHEMA)
     counted = (
-        matches.join(F.broadcast(index.item_grams), on="gram", how="inner")
-        .groupBy("item_id", "benchmark", "bench_item_id", "item_ngrams", "question")
+        matches.join(index.item_grams, on="gram", how="inner")
+        .groupBy("item_id", "item_key")
         .agg(F.countDistinct("gram").alias("matched_ngrams"))
+        .join(F.broadcast(index.item_details), on="item_key", how="inner")  # one small row per item
         .withColumn("overlap", F.col("matched_ngrams") / F.col("item_ngrams"))
     )
     return counted.filter(F.col("overlap") >= F.lit(cfg.min_overlap)).select(
