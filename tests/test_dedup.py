@@ -24,8 +24,11 @@ from medcorpus.dedup import (
     minhash,
     permutations,
     priority,
+    intersection_sizes,
+    packed_sketches,
     run_dedup,
     shingles,
+    sketch_similarity,
     word_shingles,
 )
 from medcorpus.errors import ConfigError
@@ -182,6 +185,39 @@ def test_compiled_minhash_gives_the_numpy_signature_bit_for_bit():
         hashes = rng.integers(0, 2**63, n, dtype=np.uint64)
         numpy_sig = np.minimum(_minhash_numpy(hashes, a, b), np.uint64(0xFFFFFFFF)).astype(np.uint32)
         assert np.array_equal(minhash(hashes, CFG.num_perm, CFG.seed), numpy_sig), n
+
+
+def test_packed_sketch_similarity_counts_equal_low_nibbles(spark):
+    """The triage estimate from packed 4-bit sketches equals the estimate computed position by position."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for num_perm in (256, 200):  # 200: the last long is only half used
+        for agree in (0.0, 0.3, 0.7, 0.85, 1.0):
+            a = rng.integers(0, 2**32, num_perm, dtype=np.uint64).astype(np.uint32)
+            b = np.where(rng.random(num_perm) < agree, a, rng.integers(0, 2**32, num_perm, dtype=np.uint64).astype(np.uint32))
+            equal = np.mean((a & 15) == (b & 15))
+            sk = packed_sketches(np.stack([a, b]))
+            assert sk.shape == (2, -(-num_perm // 16))
+            rows.append((num_perm, sk[0].tolist(), sk[1].tolist(), float(max(0.0, (equal - 1 / 16) / (1 - 1 / 16)))))
+    df = spark.createDataFrame(rows, "k int, a array<bigint>, b array<bigint>, want double")
+    got = []
+    for num_perm in (256, 200):
+        got += df.filter(F.col("k") == num_perm).select(
+            sketch_similarity(F.col("a"), F.col("b"), num_perm).alias("got"), "want").collect()
+    assert [r["got"] for r in got] == pytest.approx([r["want"] for r in got], abs=1e-12)
+    assert got[4]["got"] == 1.0 and got[0]["got"] < 0.15
+
+
+def test_intersection_sizes_of_sorted_runs_match_numpy():
+    rng = np.random.default_rng(3)
+    xs = [np.unique(rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)) for n in (0, 1, 50, 400, 3)]
+    ys = [np.unique(np.concatenate([x[: len(x) // 2], rng.integers(0, 2**32, 30, dtype=np.uint64).astype(np.uint32)]))
+          for x in xs]
+    def ragged(arrays):
+        return np.concatenate(arrays), np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
+    got = intersection_sizes(*ragged(xs), *ragged(ys))
+    assert got.tolist() == [len(np.intersect1d(x, y)) for x, y in zip(xs, ys)]
+    assert got[3] >= 200  # half of the 400 are shared
 
 
 def test_bucket_pairs_are_all_pairs_up_to_the_window_then_a_sorted_neighbourhood(spark):
