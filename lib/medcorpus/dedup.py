@@ -1014,6 +1014,9 @@ def run_dedup(ctx):  # type: ignore[no-untyped-def]
             wh.read_or_empty("dedup_signatures")
             .filter(F.col("signature_params") == params)
             .join(kept, on="doc_id", how="inner")
+            # a run killed after writing this batch's signatures and keepers (but before dedup_clusters)
+            # left them behind: the batch is redone from scratch, never compared with itself
+            .join(pending.select("doc_id"), on="doc_id", how="left_anti")
         )
         note = f"input {source_table}; {previous_note(previous)}"
         result = dedup_documents(pending, cfg, previous)
@@ -1027,7 +1030,8 @@ def run_dedup(ctx):  # type: ignore[no-untyped-def]
         signatures = _checkpoint(
             result.signatures.withColumn("signature_params", F.lit(params)).withColumn("dedup_run_id", F.lit(ctx.run_id))
         )
-        wh.merge_new_rows("dedup_clusters", clusters, stage="dedup")
+        # dedup_clusters is written last: its rows mark the batch done, so a run killed between these
+        # commits reprocesses the batch, and the merges (on the table keys) add only what is missing
         wh.merge_new_rows("dedup_signatures", signatures, stage="dedup")
         keepers = (
             with_optional_columns(pending, wh)
@@ -1042,6 +1046,7 @@ def run_dedup(ctx):  # type: ignore[no-untyped-def]
         stats = dedup_stats(clusters, pending.select("doc_id", "text"), result.giant_buckets, cfg)
         stats = stats.withColumn("run_id", F.lit(ctx.run_id))
         wh.merge_new_rows("dedup_stats", stats, stage="dedup")
+        wh.merge_new_rows("dedup_clusters", clusters, stage="dedup")
         _log_stats(stats)
     finally:
         pending.unpersist()
