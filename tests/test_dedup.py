@@ -6,13 +6,15 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
 from medcorpus.config import DedupConfig
 from medcorpus.dedup import (
     _minhash_numpy,
-    bucket_pairs,
+    _bucket_scan_batches,
+    bucket_pair_indices,
     char_shingles,
     check_banding,
     connected_components,
@@ -28,7 +30,7 @@ from medcorpus.dedup import (
     packed_sketches,
     run_dedup,
     shingles,
-    sketch_similarity,
+    sketch_estimates,
     word_shingles,
 )
 from medcorpus.errors import ConfigError
@@ -196,25 +198,21 @@ def test_compiled_minhash_gives_the_numpy_signature_bit_for_bit():
         assert np.array_equal(minhash(hashes, CFG.num_perm, CFG.seed), numpy_sig), n
 
 
-def test_packed_sketch_similarity_counts_equal_low_nibbles(spark):
+def test_packed_sketch_estimate_counts_equal_low_nibbles():
     """The triage estimate from packed 4-bit sketches equals the estimate computed position by position."""
     rng = np.random.default_rng(7)
-    rows = []
     for num_perm in (256, 200):  # 200: the last long is only half used
+        got, want = [], []
         for agree in (0.0, 0.3, 0.7, 0.85, 1.0):
             a = rng.integers(0, 2**32, num_perm, dtype=np.uint64).astype(np.uint32)
             b = np.where(rng.random(num_perm) < agree, a, rng.integers(0, 2**32, num_perm, dtype=np.uint64).astype(np.uint32))
             equal = np.mean((a & 15) == (b & 15))
             sk = packed_sketches(np.stack([a, b]))
             assert sk.shape == (2, -(-num_perm // 16))
-            rows.append((num_perm, sk[0].tolist(), sk[1].tolist(), float(max(0.0, (equal - 1 / 16) / (1 - 1 / 16)))))
-    df = spark.createDataFrame(rows, "k int, a array<bigint>, b array<bigint>, want double")
-    got = []
-    for num_perm in (256, 200):
-        got += df.filter(F.col("k") == num_perm).select(
-            sketch_similarity(F.col("a"), F.col("b"), num_perm).alias("got"), "want").collect()
-    assert [r["got"] for r in got] == pytest.approx([r["want"] for r in got], abs=1e-12)
-    assert got[4]["got"] == 1.0 and got[0]["got"] < 0.15
+            got.append(float(sketch_estimates(sk[:1], sk[1:], num_perm)[0]))
+            want.append(float(max(0.0, (equal - 1 / 16) / (1 - 1 / 16))))
+        assert got == pytest.approx(want, abs=1e-12)
+        assert got[4] == 1.0 and got[0] < 0.15
 
 
 def test_intersection_sizes_of_sorted_runs_match_numpy():
@@ -229,14 +227,49 @@ def test_intersection_sizes_of_sorted_runs_match_numpy():
     assert got[3] >= 200  # half of the 400 are shared
 
 
-def test_bucket_pairs_are_all_pairs_up_to_the_window_then_a_sorted_neighbourhood(spark):
-    df = spark.createDataFrame([(list("abcd"),), (list("abcdefghij"),)], "ids array<string>")
-    rows = df.select(F.transform(bucket_pairs(F.col("ids"), 4), lambda p: F.concat(p["a"], p["b"])).alias("p")).collect()
-    small, giant = (sorted(r["p"]) for r in rows)
-    assert small == ["ab", "ac", "ad", "bc", "bd", "cd"]  # 4 members, window 4: every pair
+def test_bucket_pairs_are_all_pairs_up_to_the_window_then_a_sorted_neighbourhood():
+    runs = np.array([0] * 4 + [1] + [2] * 10)  # a bucket of 4, a singleton, a bucket of 10
+    i, j = bucket_pair_indices(runs, 4)
+    pairs = sorted(zip(i.tolist(), j.tolist()))
+    small = [(a, b) for a, b in pairs if b < 4]
+    giant = [(a - 5, b - 5) for a, b in pairs if a >= 5]
+    assert small == [(a, b) for a in range(4) for b in range(a + 1, 4)]  # 4 members, window 4: every pair
     # 10 members, window 4: each member meets its next 3 neighbours only (linear, not 45 pairs)
-    ids = "abcdefghij"
-    assert giant == sorted(ids[i] + ids[j] for i in range(10) for j in range(i + 1, min(i + 4, 10)))
+    assert giant == [(a, b) for a in range(10) for b in range(a + 1, min(a + 4, 10))]
+    assert len(pairs) == len(small) + len(giant)  # the singleton pairs with nobody
+    i, j = bucket_pair_indices(runs, 4, first=7)  # rows before 7 were carried over: only pairs ending at >= 7
+    assert sorted(zip(i.tolist(), j.tolist())) == [(a, b) for a, b in pairs if b >= 7]
+
+
+def _band_batch(rows):
+    return pa.RecordBatch.from_pylist(
+        [{"doc_id": d, "band": band, "bucket": bucket, "sketch": sk} for d, band, bucket, sk in rows],
+        schema=pa.schema([("doc_id", pa.string()), ("band", pa.int32()), ("bucket", pa.int64()),
+                          ("sketch", pa.list_(pa.int64()))]),
+    )
+
+
+def test_bucket_scan_finds_the_same_pairs_when_buckets_span_arrow_batches():
+    """A bucket cut by a batch boundary gives the same pairs (and no pair twice) as in one batch."""
+    rng = np.random.default_rng(11)
+    cfg = DedupConfig(max_bucket_size=4)
+    base = rng.integers(0, 2**62, (1, 16), dtype=np.int64)
+    rows = []
+    for k in range(23):  # band 0: buckets of 3, 1 and 12 members; band 1: one bucket of 7; all sketches alike
+        band, bucket = (0, 10) if k < 3 else (0, 11) if k < 4 else (0, 12) if k < 16 else (1, 10)
+        sk = base[0].copy()
+        sk[k % 16] ^= 1  # one differing nibble: estimate about 0.996
+        rows.append((f"d{k:02d}", band, bucket, sk.tolist()))
+    whole = pa.Table.from_batches(list(_bucket_scan_batches(iter([_band_batch(rows)]), cfg, 0.5)))
+    cut = pa.Table.from_batches(list(_bucket_scan_batches(
+        iter([_band_batch(rows[:2]), _band_batch(rows[2:9]), _band_batch(rows[9:10]), _band_batch(rows[10:])]), cfg, 0.5)))
+    pairs = sorted(zip(whole["a"].to_pylist(), whole["b"].to_pylist()))
+    assert sorted(zip(cut["a"].to_pylist(), cut["b"].to_pylist())) == pairs
+    assert len(pairs) == 3 + (9 * 3 + 2 + 1) + (4 * 3 + 2 + 1)  # all 3 of the 3-bucket; windowed 12 and 7
+    assert all(a < b for a, b in pairs)
+    assert min(whole["similarity"].to_pylist()) > 0.98
+    # a floor above every estimate keeps nothing
+    assert list(_bucket_scan_batches(iter([_band_batch(rows)]), DedupConfig(max_bucket_size=4), 0.999)) == []
 
 
 def _sequential_greedy(prio: dict[str, int], edges: set[tuple[str, str]]) -> dict[str, str]:

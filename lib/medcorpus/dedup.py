@@ -39,6 +39,7 @@ from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, LongType, StringType, StructField, StructType
@@ -339,9 +340,10 @@ _COUNT_FIELD = pa.field("shingle_count", pa.int64(), False)
 
 
 def _signature_batches(
-    batches: Iterator[pa.RecordBatch], cfg: DedupConfig, passthrough: list[str]
+    batches: Iterator[pa.RecordBatch], cfg: DedupConfig, passthrough: list[str], lsh: bool = False
 ) -> Iterator[pa.RecordBatch]:
-    """Arrow batches of (passthrough..., text, lang) -> (passthrough..., signature, shingle_count)."""
+    """Arrow batches of (passthrough..., text, lang) -> (passthrough..., signature, shingle_count[, lsh_buckets,
+    lsh_orders, sketch])."""
     for batch in batches:
         texts = batch.column("text").to_pylist()
         langs = batch.column("lang").to_pylist()
@@ -353,16 +355,19 @@ def _signature_batches(
             sigs[i] = minhash(sh, cfg.num_perm, cfg.seed)
         values = pa.array(sigs.view(np.int32).reshape(-1), type=pa.int32())
         offsets = pa.array(np.arange(0, (len(texts) + 1) * cfg.num_perm, cfg.num_perm, dtype=np.int32))
-        fields = [batch.schema.field(name) for name in passthrough]
-        yield pa.RecordBatch.from_arrays(
-            [batch.column(name) for name in passthrough]
-            + [pa.ListArray.from_arrays(offsets, values), pa.array(counts, type=pa.int64())],
-            schema=pa.schema(fields + [_SIGNATURE_FIELD, _COUNT_FIELD]),
-        )
+        fields = [batch.schema.field(name) for name in passthrough] + [_SIGNATURE_FIELD, _COUNT_FIELD]
+        columns = [batch.column(name) for name in passthrough] + [
+            pa.ListArray.from_arrays(offsets, values), pa.array(counts, type=pa.int64())
+        ]
+        if lsh:
+            fields += _LSH_FIELDS
+            columns += [_long_lists(m) for m in lsh_matrices(sigs, cfg)]
+        yield pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
 
 
-def with_signatures(docs: DataFrame, cfg: DedupConfig, keep_text: bool = False) -> DataFrame:
-    """(doc_id, text, lang, ...) -> the same rows plus ``signature array<int>`` and ``shingle_count``.
+def with_signatures(docs: DataFrame, cfg: DedupConfig, keep_text: bool = False, lsh: bool = False) -> DataFrame:
+    """(doc_id, text, lang, ...) -> the same rows plus ``signature array<int>`` and ``shingle_count``, and with
+    ``lsh`` the columns of :func:`with_lsh_columns` too (one Python round trip instead of two).
 
     One ``mapInArrow`` pass carries the other columns through, so no join back to the documents (a join
     would shuffle every text once more). ``text`` is dropped unless ``keep_text``: the signatures are what
@@ -371,9 +376,9 @@ def with_signatures(docs: DataFrame, cfg: DedupConfig, keep_text: bool = False) 
     if "lang" not in docs.columns:
         docs = docs.withColumn("lang", F.lit(None).cast("string"))
     passthrough = [f for f in docs.schema.fields if keep_text or f.name != "text"]
-    schema = StructType(passthrough + list(SIGNATURE_SCHEMA.fields[1:]))
+    schema = StructType(passthrough + list(SIGNATURE_SCHEMA.fields[1:]) + (LSH_SCHEMA.fields if lsh else []))
     names = [f.name for f in passthrough]
-    return docs.mapInArrow(lambda it: _signature_batches(it, cfg, names), schema)
+    return docs.mapInArrow(lambda it: _signature_batches(it, cfg, names, lsh), schema)
 
 
 def _long_lists(matrix: np.ndarray) -> pa.ListArray:
@@ -386,6 +391,18 @@ _LSH_FIELDS = [pa.field(name, pa.list_(pa.field("element", pa.int64(), False)), 
                for name in ("lsh_buckets", "lsh_orders", "sketch")]
 
 
+LSH_SCHEMA = StructType([
+    StructField("lsh_buckets", ArrayType(LongType(), False), False),
+    StructField("lsh_orders", ArrayType(LongType(), False), False),
+    StructField("sketch", ArrayType(LongType(), False), False),
+])
+
+
+def lsh_matrices(sigs: np.ndarray, cfg: DedupConfig) -> list[np.ndarray]:
+    """Band bucket keys, band sort keys and packed triage sketches of uint32[n, num_perm] signatures."""
+    return [band_hashes(sigs, cfg.bands, cfg.rows), band_orders(sigs, cfg.bands, cfg.rows), packed_sketches(sigs)]
+
+
 def _lsh_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, passthrough: list[str]) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         values, offsets = _list_parts(batch.column("signature"))
@@ -393,9 +410,8 @@ def _lsh_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, passthroug
         if n and not np.all(np.diff(offsets) == cfg.num_perm):
             raise ValueError(f"dedup: a signature does not have dedup.num_perm = {cfg.num_perm} positions")
         sigs = values[offsets[0]: offsets[0] + n * cfg.num_perm].reshape(n, cfg.num_perm)
-        extra = [band_hashes(sigs, cfg.bands, cfg.rows), band_orders(sigs, cfg.bands, cfg.rows), packed_sketches(sigs)]
         yield pa.RecordBatch.from_arrays(
-            [batch.column(name) for name in passthrough] + [_long_lists(m) for m in extra],
+            [batch.column(name) for name in passthrough] + [_long_lists(m) for m in lsh_matrices(sigs, cfg)],
             schema=pa.schema([batch.schema.field(name) for name in passthrough] + _LSH_FIELDS),
         )
 
@@ -404,13 +420,10 @@ def with_lsh_columns(sigs: DataFrame, cfg: DedupConfig) -> DataFrame:
     """(doc_id, signature, ...) -> the same rows plus ``lsh_buckets`` (one bucket key per band),
     ``lsh_orders`` (the sort key of each band's bucket members, see :func:`band_orders`) and ``sketch``
     (the 4-bit triage sketch, see :func:`packed_sketches`), computed with numpy in one Arrow pass: the same
-    work as Spark expressions over 256-element arrays was the slowest step after MinHash itself."""
+    work as Spark expressions over 256-element arrays was the slowest step after MinHash itself. Used for
+    stored signatures; new documents get these columns in the signature pass."""
     names = sigs.columns
-    schema = StructType(list(sigs.schema.fields) + [
-        StructField("lsh_buckets", ArrayType(LongType(), False), False),
-        StructField("lsh_orders", ArrayType(LongType(), False), False),
-        StructField("sketch", ArrayType(LongType(), False), False),
-    ])
+    schema = StructType(list(sigs.schema.fields) + list(LSH_SCHEMA.fields))
     return sigs.mapInArrow(lambda it: _lsh_batches(it, cfg, names), schema)
 
 
@@ -437,56 +450,135 @@ def exact_groups(nodes: DataFrame) -> DataFrame:
 
 
 def band_keys(sigs: DataFrame, cfg: DedupConfig) -> DataFrame:
-    """(doc_id, lsh_buckets, lsh_orders) -> (doc_id, band, bucket, order): one row per band.
+    """(doc_id, lsh_buckets, lsh_orders, sketch) -> (doc_id, band, bucket, order, sketch): one row per band.
 
     ``order`` sorts a bucket's members so that documents that are alike sit next to each other (see
-    :func:`band_orders`); giant buckets are compared by sorted neighbourhood in that order.
+    :func:`band_orders`); giant buckets are compared by sorted neighbourhood in that order. The sketch
+    travels with the row so that pairs are triaged where they are generated, with no join.
     """
     zipped = F.arrays_zip(F.col("lsh_buckets"), F.col("lsh_orders"))
-    return sigs.select("doc_id", F.posexplode(zipped).alias("band", "k")).select(
-        "doc_id", "band", F.col("k.lsh_buckets").alias("bucket"), F.col("k.lsh_orders").alias("order")
+    return sigs.select("doc_id", "sketch", F.posexplode(zipped).alias("band", "k")).select(
+        "doc_id", "band", F.col("k.lsh_buckets").alias("bucket"), F.col("k.lsh_orders").alias("order"), "sketch"
     )
 
 
-@dataclass
-class Candidates:
-    pairs: DataFrame  # (a, b) with a < b, distinct
-    giant_buckets: DataFrame  # (band, bucket, size) above max_bucket_size
+def bucket_pair_indices(runs: np.ndarray, window: int, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j), i < j < i + window, of rows in the same run, for rows sorted by run.
+
+    ``runs`` labels each row's bucket (equal labels are contiguous). A run of up to ``window`` rows gives all
+    its pairs; a longer one (boilerplate skew) pairs each row with its next window - 1 rows only (sorted
+    neighbourhood: linear, not quadratic). Only pairs with j >= ``first`` are returned (the rows before it
+    were carried over from the previous batch, and their pairs among themselves were emitted then).
+    """
+    n = len(runs)
+    if n < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    change = np.flatnonzero(runs[1:] != runs[:-1]) + 1
+    bounds = np.concatenate([change, [n]])
+    run_end = np.repeat(bounds, np.diff(np.concatenate([[0], bounds])))
+    idx = np.arange(n, dtype=np.int64)
+    counts = np.minimum(run_end, idx + window) - idx - 1
+    total = int(counts.sum())
+    i = np.repeat(idx, counts)
+    step = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    j = i + 1 + step
+    keep = j >= first
+    return i[keep], j[keep]
 
 
-def bucket_pairs(ids: Column, window: int) -> Column:
-    """Pairs (ids[i], ids[j]), i < j < i + window, of a bucket's members, as an array of structs built with
-    Spark higher-order functions (no self-join). A bucket of up to ``window`` members gives all its pairs; a
-    larger one (boilerplate skew) is compared by sorted neighbourhood: its members arrive sorted so that
-    alike documents are adjacent (see :func:`band_keys`), and each is paired with the next window - 1
-    members, so the edges grow linearly, not quadratically, with the bucket."""
-    n = F.size(ids)
-    return F.flatten(
-        F.transform(
-            F.sequence(F.lit(0), n - 2),
-            lambda i: F.transform(
-                F.slice(ids, i + 2, F.least(n - i - 1, F.lit(window - 1))),
-                lambda x: F.struct(F.element_at(ids, i + 1).alias("a"), x.alias("b")),
-            ),
-        )
+def sketch_estimates(x: np.ndarray, y: np.ndarray, num_perm: int) -> np.ndarray:
+    """Row-wise Jaccard estimates of two int64[n, words] packed sketch arrays (see :func:`sketch_similarity`)."""
+    z = (x ^ y).view(np.uint64)
+    z = z | (z >> np.uint64(1))
+    z = z | (z >> np.uint64(2))
+    differing = np.bitwise_count(z & np.uint64(_NIBBLE_LOW)).sum(axis=1, dtype=np.int64)
+    chance = 1 / (1 << SKETCH_BITS)
+    equal = (num_perm - differing) / float(num_perm)
+    return np.maximum(0.0, (equal - chance) / (1 - chance))
+
+
+_PAIR_SCORE_SCHEMA = StructType(
+    [StructField("a", StringType(), False), StructField("b", StringType(), False),
+     StructField("similarity", DoubleType(), False)]
+)
+_PAIR_SCORE_ARROW = pa.schema([pa.field("a", pa.string(), False), pa.field("b", pa.string(), False),
+                               pa.field("similarity", pa.float64(), False)])
+_PAIR_CHUNK = 1 << 17
+
+
+def _ordered_pairs(ids: pa.Array, i: np.ndarray, j: np.ndarray, sim: np.ndarray) -> pa.RecordBatch:
+    x, y = ids.take(pa.array(i)), ids.take(pa.array(j))
+    swap = pc.greater(x, y)
+    return pa.RecordBatch.from_arrays(
+        [pc.if_else(swap, y, x), pc.if_else(swap, x, y), pa.array(sim, type=pa.float64())], schema=_PAIR_SCORE_ARROW
     )
 
 
-def candidate_pairs(keys: DataFrame, cfg: DedupConfig) -> Candidates:
-    """Documents sharing a bucket in any band: one groupBy collects each bucket's members in similarity
-    order, pairs are generated inside the row (see :func:`bucket_pairs`), then de-duplicated across bands.
-    Buckets over ``max_bucket_size`` are returned as ``giant_buckets`` for the stats."""
-    members = F.array_sort(F.collect_list(F.struct("order", "doc_id")))
-    buckets = (
-        keys.groupBy("band", "bucket")
-        .agg(F.transform(members, lambda m: m["doc_id"]).alias("ids"))
-        .filter(F.size("ids") > 1)
-    )
-    pairs = buckets.select(F.explode(bucket_pairs(F.col("ids"), cfg.max_bucket_size)).alias("p")).select(
-        F.least("p.a", "p.b").alias("a"), F.greatest("p.a", "p.b").alias("b")
-    )
-    giant = buckets.filter(F.size("ids") > cfg.max_bucket_size).select("band", "bucket", F.size("ids").cast("long").alias("size"))
-    return Candidates(pairs.distinct(), giant)
+def _long_matrix(arr: pa.Array, width: int, what: str) -> np.ndarray:
+    """An Arrow list<bigint> column whose lists all have ``width`` elements, as int64[n, width]."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    offsets = arr.offsets.to_numpy()
+    if not np.all(np.diff(offsets) == width):
+        raise ValueError(f"dedup: a {what} does not have {width} elements")
+    values = arr.values.to_numpy(zero_copy_only=False)
+    return values[offsets[0]:offsets[-1]].reshape(len(arr), width)
+
+
+def _bucket_scan_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, floor: float) -> Iterator[pa.RecordBatch]:
+    """Rows sorted by (band, bucket, order) -> (a, b, estimate) of the pairs whose sketch estimate >= floor.
+
+    A bucket may continue in the next Arrow batch: the last window - 1 rows of the batch's final bucket are
+    carried over, so every pair is generated exactly once per band.
+    """
+    window = cfg.max_bucket_size
+    words = -(-cfg.num_perm // _PER_WORD)
+    carry: tuple[np.ndarray, np.ndarray, pa.Array, np.ndarray] | None = None
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        band = batch.column("band").to_numpy(zero_copy_only=False).astype(np.int64)
+        bucket = batch.column("bucket").to_numpy(zero_copy_only=False)
+        ids = batch.column("doc_id")
+        sketch = _long_matrix(batch.column("sketch"), words, "sketch")
+        first = 0
+        if carry is not None:
+            first = len(carry[0])
+            band, bucket = np.concatenate([carry[0], band]), np.concatenate([carry[1], bucket])
+            ids = pa.concat_arrays([carry[2], ids])
+            sketch = np.concatenate([carry[3], sketch])
+        n = len(band)
+        runs = np.concatenate([[0], np.cumsum((band[1:] != band[:-1]) | (bucket[1:] != bucket[:-1]))])
+        i, j = bucket_pair_indices(runs, window, first)
+        for c in range(0, len(i), _PAIR_CHUNK):
+            ci, cj = i[c:c + _PAIR_CHUNK], j[c:c + _PAIR_CHUNK]
+            sim = sketch_estimates(sketch[ci], sketch[cj], cfg.num_perm)
+            keep = sim >= floor
+            if keep.any():
+                yield _ordered_pairs(ids, ci[keep], cj[keep], sim[keep])
+        last_run = int(np.searchsorted(runs, runs[-1]))
+        tail = max(last_run, n - (window - 1))
+        carry = (band[tail:], bucket[tail:], ids.slice(tail), sketch[tail:])
+
+
+def triaged_pairs(keys: DataFrame, cfg: DedupConfig, floor: float) -> DataFrame:
+    """Band rows (doc_id, band, bucket, order, sketch) -> distinct (a, b, similarity), a < b: the pairs sharing
+    a bucket in any band whose sketch estimate reaches ``floor``.
+
+    One shuffle brings each bucket's rows together, sorted so that alike documents are adjacent; one Arrow
+    pass walks the sorted rows, generates each bucket's pairs (:func:`bucket_pair_indices`) and scores them
+    with numpy (:func:`sketch_estimates`), so pairs below ``floor`` (most band collisions) never leave the
+    task. (Before, pairs were generated with Spark higher-order functions and joined twice with the sketches.)
+    """
+    scan = keys.repartition("band", "bucket").sortWithinPartitions("band", "bucket", "order", "doc_id")
+    pairs = scan.mapInArrow(lambda it: _bucket_scan_batches(it, cfg, floor), _PAIR_SCORE_SCHEMA)
+    return pairs.distinct()
+
+
+def giant_buckets(keys: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """(band, bucket, size) of the buckets over ``max_bucket_size`` (compared by sorted neighbourhood)."""
+    sizes = keys.groupBy("band", "bucket").agg(F.count(F.lit(1)).alias("size"))
+    return sizes.filter(F.col("size") > cfg.max_bucket_size)
 
 
 def signature_similarity(sig_a: Column, sig_b: Column, num_perm: int) -> Column:
@@ -525,29 +617,6 @@ def shingle_sets(texts: DataFrame, cfg: DedupConfig) -> DataFrame:
     )
 
 
-def sketch_similarity(x: Column, y: Column, num_perm: int) -> Column:
-    """Jaccard estimate from two packed 4-bit sketches. Positions that differ are counted per long with
-    xor + ``bit_count`` (no per-position loop). Two unequal minima agree on 4 bits with probability 1/16,
-    so P(equal) = J + (1 - J) / 16 and J = (P - 1/16) / (1 - 1/16); at J = 0.7 over 256 positions the
-    estimate's standard deviation is 0.030 (0.029 with whole signatures)."""
-    differing = None
-    for w in range(-(-num_perm // _PER_WORD)):
-        z = x.getItem(w).bitwiseXOR(y.getItem(w))
-        z = z.bitwiseOR(F.shiftrightunsigned(z, 1))
-        z = z.bitwiseOR(F.shiftrightunsigned(z, 2))
-        count = F.bit_count(z.bitwiseAND(F.lit(_NIBBLE_LOW)))
-        differing = count if differing is None else differing + count
-    chance = 1 / (1 << SKETCH_BITS)
-    equal = (F.lit(num_perm) - differing) / F.lit(float(num_perm))
-    return F.greatest(F.lit(0.0), (equal - F.lit(chance)) / F.lit(1 - chance))
-
-
-_PAIR_SCORE_SCHEMA = StructType(
-    [StructField("a", StringType(), False), StructField("b", StringType(), False),
-     StructField("similarity", DoubleType(), False)]
-)
-
-
 def _list_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(values as uint32, offsets) of an Arrow list<int> column; offsets index into ``values`` as is."""
     if isinstance(arr, pa.ChunkedArray):
@@ -576,38 +645,31 @@ def exact_pair_jaccard(pairs: DataFrame) -> DataFrame:
     return pairs.select("a", "b", "x", "y").mapInArrow(_exact_jaccard_batches, _PAIR_SCORE_SCHEMA)
 
 
-def verified_edges(pairs: DataFrame, sigs: DataFrame, cfg: DedupConfig, texts: DataFrame | None = None) -> DataFrame:
-    """Candidate pairs whose Jaccard reaches the threshold: (a, b, similarity).
+def verified_edges(scored: DataFrame, sigs: DataFrame, cfg: DedupConfig, texts: DataFrame | None = None) -> DataFrame:
+    """Triaged pairs (a, b, similarity = sketch estimate >= threshold - verify_margin, see :func:`triaged_pairs`)
+    -> the pairs whose Jaccard reaches the threshold: (a, b, similarity).
 
-    verify=signature: the signature estimate decides. verify=exact (needs ``texts``: doc_id, text, lang):
-    estimates below threshold - verify_margin are dropped, estimates at or above threshold + verify_margin
-    are accepted with the estimate as their similarity, and the uncertain pairs in between (template
-    families pile up there) are decided by the exact Jaccard of the two shingle sets. Each document in an
-    uncertain pair is shingled once, in one Arrow pass; the set intersections run in the JVM.
+    Estimates at or above threshold + verify_margin are accepted with the estimate as their similarity. The
+    uncertain pairs in between (template families pile up there) are decided by, for verify=exact (needs
+    ``texts``: doc_id, text, lang), the exact Jaccard of the two shingle sets (each document in an uncertain
+    pair is shingled once, in one Arrow pass, and the sorted sets are merged in a compiled loop), or for
+    verify=signature, the estimate from the whole signatures (``sigs``: doc_id, signature).
     """
+    sure = scored.filter(F.col("similarity") >= F.lit(cfg.threshold + cfg.verify_margin))
+    unsure = scored.filter(F.col("similarity") < F.lit(cfg.threshold + cfg.verify_margin)).select("a", "b")
     if cfg.verify == "signature" or texts is None:
         sa = sigs.select(F.col("doc_id").alias("a"), F.col("signature").alias("sig_a"))
         sb = sigs.select(F.col("doc_id").alias("b"), F.col("signature").alias("sig_b"))
-        scored = pairs.join(sa, on="a", how="inner").join(sb, on="b", how="inner").select(
+        decided = unsure.join(sa, on="a", how="inner").join(sb, on="b", how="inner").select(
             "a", "b", signature_similarity(F.col("sig_a"), F.col("sig_b"), cfg.num_perm).alias("similarity")
         )
-        return scored.filter(F.col("similarity") >= F.lit(cfg.threshold))
-    # the triage only needs an estimate: 4-bit sketches shuffle an eighth of the signature bytes
-    sketch = sigs.select("doc_id", "sketch")
-    xa = sketch.select(F.col("doc_id").alias("a"), F.col("sketch").alias("sketch_a"))
-    xb = sketch.select(F.col("doc_id").alias("b"), F.col("sketch").alias("sketch_b"))
-    scored = pairs.join(xa, on="a", how="inner").join(xb, on="b", how="inner").select(
-        "a", "b", sketch_similarity(F.col("sketch_a"), F.col("sketch_b"), cfg.num_perm).alias("similarity")
-    )
-    scored = _checkpoint(scored.filter(F.col("similarity") >= F.lit(cfg.threshold - cfg.verify_margin)))
-    sure = scored.filter(F.col("similarity") >= F.lit(cfg.threshold + cfg.verify_margin))
-    unsure = scored.filter(F.col("similarity") < F.lit(cfg.threshold + cfg.verify_margin)).select("a", "b")
-    involved = unsure.select(F.col("a").alias("doc_id")).unionByName(unsure.select(F.col("b").alias("doc_id")))
-    sets = _checkpoint(shingle_sets(texts.join(involved.distinct(), on="doc_id", how="left_semi"), cfg))
-    xa = sets.select(F.col("doc_id").alias("a"), F.col("shingles").alias("x"))
-    xb = sets.select(F.col("doc_id").alias("b"), F.col("shingles").alias("y"))
-    exact = exact_pair_jaccard(unsure.join(xa, on="a", how="inner").join(xb, on="b", how="inner"))
-    return sure.unionByName(exact.filter(F.col("similarity") >= F.lit(cfg.threshold)))
+    else:
+        involved = unsure.select(F.col("a").alias("doc_id")).unionByName(unsure.select(F.col("b").alias("doc_id")))
+        sets = _checkpoint(shingle_sets(texts.join(involved.distinct(), on="doc_id", how="left_semi"), cfg))
+        xa = sets.select(F.col("doc_id").alias("a"), F.col("shingles").alias("x"))
+        xb = sets.select(F.col("doc_id").alias("b"), F.col("shingles").alias("y"))
+        decided = exact_pair_jaccard(unsure.join(xa, on="a", how="inner").join(xb, on="b", how="inner"))
+    return sure.unionByName(decided.filter(F.col("similarity") >= F.lit(cfg.threshold)))
 
 
 def _checkpoint(df: DataFrame) -> DataFrame:
@@ -768,10 +830,15 @@ def greedy_keepers(nodes: DataFrame, edges: DataFrame, cfg: DedupConfig) -> Data
         directed.select(F.col("hi").alias("doc_id")).unionByName(directed.select(F.col("lo").alias("doc_id")))
         .distinct().select("doc_id", F.lit(_UNDECIDED).alias("status"))
     )
-    for round_no in range(1, cfg.greedy_max_rounds + 1):
-        status = _checkpoint(greedy_round(status, directed))
+    # two rounds per checkpoint and convergence check: a round after convergence changes nothing, and each
+    # checkpoint and count is a Spark job whose fixed cost dominates these small rounds
+    for round_no in range(2, cfg.greedy_max_rounds + 2, 2):
+        status = greedy_round(status, directed)
+        if round_no <= cfg.greedy_max_rounds:
+            status = greedy_round(status, directed)
+        status = _checkpoint(status)
         undecided = status.filter(F.col("status") == _UNDECIDED).count()
-        log.info("dedup greedy round %d: %d documents undecided", round_no, undecided)
+        log.info("dedup greedy round %d: %d documents undecided", min(round_no, cfg.greedy_max_rounds), undecided)
         if undecided == 0:
             break
     else:
@@ -818,34 +885,30 @@ def dedup_documents(
     quality = F.col("quality_score") if "quality_score" in new_docs.columns else F.lit(None).cast("double")
     if "lang" not in new_docs.columns:
         new_docs = new_docs.withColumn("lang", F.lit(None).cast("string"))
+    node_columns = ["doc_id", "norm_hash", "signature", "shingle_count", "char_count", "quality_score"]
     new = with_signatures(
         new_docs.select(
             "doc_id", "text", "lang", "char_count", quality.alias("quality_score"), norm_hash(F.col("text")).alias("norm_hash")
         ),
         cfg,
+        lsh=True,
     )
-    new_nodes = new.select(
-        "doc_id", "norm_hash", "signature", "shingle_count", "char_count", "quality_score",
-        F.lit(True).alias("is_new"),
-    )
+    new_nodes = new.select(*node_columns, F.lit(True).alias("is_new"), *LSH_SCHEMA.fieldNames())
     nodes = new_nodes
     if previous is not None:
-        nodes = nodes.unionByName(
-            previous.select(
-                "doc_id", "norm_hash", "signature", "shingle_count", "char_count", "quality_score",
-                F.lit(False).alias("is_new"),
-            )
-        )
-    nodes = with_lsh_columns(nodes, cfg).withColumn(
+        old_nodes = with_lsh_columns(previous.select(*node_columns, F.lit(False).alias("is_new")), cfg)
+        nodes = nodes.unionByName(old_nodes)
+    nodes = nodes.withColumn(
         "prio", priority(F.col("is_new"), F.col("quality_score"), F.col("char_count"), F.col("doc_id"))
     )
     nodes = _checkpoint(exact_groups(nodes))  # + rep_id
     reps = nodes.filter(F.col("doc_id") == F.col("rep_id"))
-    cand = candidate_pairs(band_keys(reps, cfg), cfg)
+    keys = band_keys(reps, cfg)
+    scored = _checkpoint(triaged_pairs(keys, cfg, cfg.threshold - cfg.verify_margin))
     texts = new_docs.select("doc_id", "text", "lang")
     if previous is not None and "text" in previous.columns:
         texts = texts.unionByName(previous.select("doc_id", "text", "lang"))
-    edges = verified_edges(cand.pairs, reps, cfg, texts)
+    edges = verified_edges(scored, reps, cfg, texts)
     if previous is not None:
         # released docs were deduplicated against each other already: only links touching a new doc count
         flags = reps.select("doc_id", "is_new")
@@ -876,7 +939,7 @@ def dedup_documents(
         reason.alias("reason"),
         F.when(F.col("doc_id") != F.col("rep_id"), F.lit(1.0)).otherwise(F.col("similarity")).alias("similarity"),
     )
-    return DedupResult(assignments, cand.giant_buckets, new_nodes, edges)
+    return DedupResult(assignments, giant_buckets(keys, cfg), nodes.filter(F.col("is_new")).select(*node_columns), edges)
 
 
 def mark_singletons(assignments: DataFrame) -> DataFrame:
