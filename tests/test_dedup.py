@@ -298,6 +298,19 @@ def test_greedy_keepers_match_one_by_one_selection_on_random_graphs(spark):
         assert all(k == d or (min(d, k), max(d, k)) in edges for d, k in got.items())
 
 
+def test_greedy_keepers_on_a_long_chain_and_under_a_round_cap(spark):
+    """A path d0 - d1 - ... - d7 in keeper order needs one round per link (three convergence checks): every
+    second document is removed. Capped at 3 rounds, the documents still undecided are kept, never removed."""
+    docs = [f"d{i}" for i in range(8)]
+    nodes = spark.createDataFrame([(d, 1.0 - i / 10, 100) for i, d in enumerate(docs)], "doc_id string, q double, n long")
+    nodes = nodes.withColumn("prio", priority(F.lit(True), F.col("q"), F.col("n"), F.col("doc_id")))
+    edge_df = spark.createDataFrame([(docs[i], docs[i + 1], 0.9) for i in range(7)], "a string, b string, similarity double")
+    got = {r["doc_id"]: r["keeper_id"] for r in greedy_keepers(nodes, edge_df, CFG).collect()}
+    assert got == {d: (docs[i - 1] if i % 2 else d) for i, d in enumerate(docs)}
+    capped = {r["doc_id"]: r["keeper_id"] for r in greedy_keepers(nodes, edge_df, DedupConfig(greedy_max_rounds=3)).collect()}
+    assert capped == {d: ("d0" if d == "d1" else d) for d in docs}
+
+
 @pytest.mark.parametrize("clustering", ["greedy", "components"])
 def test_quality_score_decides_keeper(spark, clustering):
     docs = spark.createDataFrame(

@@ -796,10 +796,10 @@ def greedy_round(status: DataFrame, directed: DataFrame) -> DataFrame:
     a better neighbour is kept, and kept when every better neighbour is removed (or it has none). Decisions
     never change, so the result equals processing documents one by one from the best.
     """
+    # status is read twice per round (not three times): rounds chained between checkpoints multiply the plan
     hi_status = status.select(F.col("doc_id").alias("hi"), F.col("status").alias("hi_status"))
     blockers = (
         directed.select("hi", "lo")
-        .join(status.filter(F.col("status") == _UNDECIDED).select(F.col("doc_id").alias("lo")), on="lo", how="left_semi")
         .join(hi_status.filter(F.col("hi_status") != _REMOVED), on="hi", how="inner")
         .groupBy("lo")
         .agg(
@@ -817,6 +817,21 @@ def greedy_round(status: DataFrame, directed: DataFrame) -> DataFrame:
     return joined.select("doc_id", nxt.alias("status"))
 
 
+# rounds run between two checkpoints and convergence checks: a round after convergence changes nothing, and
+# each checkpoint and count is a Spark job whose fixed cost dominates these small rounds
+GREEDY_ROUNDS_PER_CHECK = 3
+
+
+def first_greedy_round(directed: DataFrame) -> DataFrame:
+    """The first round without a status table: a document with no better neighbour is kept, every other one
+    is undecided. (hi, lo) edges -> (doc_id, status) for every document with an edge."""
+    ends = directed.select(F.col("hi").alias("doc_id"), F.lit(0).alias("is_lo")).unionByName(
+        directed.select(F.col("lo").alias("doc_id"), F.lit(1).alias("is_lo"))
+    )
+    first = F.when(F.max("is_lo") == 1, F.lit(_UNDECIDED)).otherwise(F.lit(_KEPT))
+    return ends.groupBy("doc_id").agg(first.alias("status"))
+
+
 def greedy_keepers(nodes: DataFrame, edges: DataFrame, cfg: DedupConfig) -> DataFrame:
     """nodes(doc_id, prio) + verified edges (a, b, similarity) -> (doc_id, keeper_id, similarity).
 
@@ -826,22 +841,20 @@ def greedy_keepers(nodes: DataFrame, edges: DataFrame, cfg: DedupConfig) -> Data
     of the longest better-to-worse chain: 2 for a template family hanging off one document.
     """
     directed = _checkpoint(orient_edges(nodes, edges))
-    status = _checkpoint(
-        directed.select(F.col("hi").alias("doc_id")).unionByName(directed.select(F.col("lo").alias("doc_id")))
-        .distinct().select("doc_id", F.lit(_UNDECIDED).alias("status"))
-    )
-    # two rounds per checkpoint and convergence check: a round after convergence changes nothing, and each
-    # checkpoint and count is a Spark job whose fixed cost dominates these small rounds
-    for round_no in range(2, cfg.greedy_max_rounds + 2, 2):
-        status = greedy_round(status, directed)
-        if round_no <= cfg.greedy_max_rounds:
+    status = first_greedy_round(directed)
+    undecided = -1
+    for round_no in range(2, cfg.greedy_max_rounds + 1, GREEDY_ROUNDS_PER_CHECK):
+        last = min(round_no + GREEDY_ROUNDS_PER_CHECK - 1, cfg.greedy_max_rounds)
+        for _ in range(round_no, last + 1):
             status = greedy_round(status, directed)
         status = _checkpoint(status)
         undecided = status.filter(F.col("status") == _UNDECIDED).count()
-        log.info("dedup greedy round %d: %d documents undecided", min(round_no, cfg.greedy_max_rounds), undecided)
+        log.info("dedup greedy round %d: %d documents undecided", last, undecided)
         if undecided == 0:
             break
-    else:
+    if undecided < 0:  # greedy_max_rounds = 1: the first round was all
+        undecided = status.filter(F.col("status") == _UNDECIDED).count()
+    if undecided > 0:
         log.warning("dedup greedy selection stopped after %d rounds: %d undecided documents are kept",
                     cfg.greedy_max_rounds, undecided)
     removed = status.filter(F.col("status") == _REMOVED).select(F.col("doc_id").alias("lo"))
