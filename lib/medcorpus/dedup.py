@@ -832,8 +832,9 @@ def first_greedy_round(directed: DataFrame) -> DataFrame:
     return ends.groupBy("doc_id").agg(first.alias("status"))
 
 
-def greedy_keepers(nodes: DataFrame, edges: DataFrame, cfg: DedupConfig) -> DataFrame:
-    """nodes(doc_id, prio) + verified edges (a, b, similarity) -> (doc_id, keeper_id, similarity).
+def greedy_removals(nodes: DataFrame, edges: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """nodes(doc_id, prio) + verified edges (a, b, similarity) -> (doc_id, keeper_id, similarity) of the
+    removed documents only (every other document keeps itself, see :func:`greedy_keepers`).
 
     Every removed document is linked by a verified pair to its keeper (the best kept better neighbour), so
     template families chained A~B~C never remove C for a keeper A it does not resemble, and no cluster can
@@ -864,12 +865,23 @@ def greedy_keepers(nodes: DataFrame, edges: DataFrame, cfg: DedupConfig) -> Data
         .groupBy("lo").agg(F.min(F.struct("hi_prio", "hi", "similarity")).alias("k"))
         .select(F.col("lo").alias("doc_id"), F.col("k.hi").alias("keeper_id"), F.col("k.similarity").alias("similarity"))
     )
-    keepers = kept.select(F.col("hi").alias("doc_id"), F.col("hi").alias("keeper_id"), F.lit(1.0).alias("similarity"))
-    linked = best.unionByName(keepers)
-    rest = nodes.join(linked.select("doc_id"), on="doc_id", how="left_anti").select(
-        "doc_id", F.col("doc_id").alias("keeper_id"), F.lit(1.0).alias("similarity")
+    return best
+
+
+def greedy_keepers(nodes: DataFrame, edges: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """nodes(doc_id, prio) + verified edges (a, b, similarity) -> (doc_id, keeper_id, similarity) for every
+    node: :func:`greedy_removals`, and every other node keeps itself."""
+    removed = greedy_removals(nodes, edges, cfg)
+    return with_own_keepers(nodes.select("doc_id"), removed, "doc_id")
+
+
+def with_own_keepers(docs: DataFrame, removals: DataFrame, key: str) -> DataFrame:
+    """docs(key, ...) + removals(doc_id, keeper_id, similarity) -> docs plus keeper_id and similarity, where
+    documents not removed keep themselves (one left join: no anti-join and union)."""
+    joined = docs.join(removals.withColumnRenamed("doc_id", key), on=key, how="left")
+    return joined.withColumn("keeper_id", F.coalesce(F.col("keeper_id"), F.col(key))).withColumn(
+        "similarity", F.coalesce(F.col("similarity"), F.lit(1.0))
     )
-    return linked.unionByName(rest)
 
 
 @dataclass
@@ -933,13 +945,10 @@ def dedup_documents(
         )
     edges = _checkpoint(edges)
     if cfg.clustering == "greedy":
-        near = greedy_keepers(reps, edges, cfg)  # rep doc -> keeper doc
+        near = greedy_removals(reps, edges, cfg)  # removed rep doc -> keeper doc
     else:
-        near = assign_keepers(reps, edges, cfg)
-
-    assigned = nodes.filter(F.col("is_new")).select("doc_id", "rep_id").join(
-        near.withColumnRenamed("doc_id", "rep_id"), on="rep_id", how="inner"
-    )
+        near = assign_keepers(reps, edges, cfg)  # every rep doc -> keeper doc
+    assigned = with_own_keepers(nodes.filter(F.col("is_new")).select("doc_id", "rep_id"), near, "rep_id")
     reason = (
         F.when(F.col("doc_id") == F.col("keeper_id"), F.lit("keeper"))
         .when(F.col("doc_id") != F.col("rep_id"), F.lit("exact_duplicate"))
