@@ -10,14 +10,15 @@ Pipeline of pure DataFrame transforms, called by :func:`run_dedup`:
    polynomial rolling hash (numpy), then ``num_perm`` multiply-shift permutations seeded by ``seed`` in a
    compiled loop (numba; the numpy fallback gives the same bits): the same text gives the same signature
    on every run and every machine.
-4. ``candidate_pairs``: band keys (a splitmix64 chain over each band's positions, computed with the sort
-   keys and the triage sketch in one numpy Arrow pass, :func:`with_lsh_columns`) exploded and grouped by one
-   shuffle; pairs are generated inside each bucket row with higher-order functions. Buckets over
-   ``max_bucket_size`` (boilerplate) are compared by sorted neighbourhood (members ordered by signature
-   positions outside the band, each paired with its next neighbours: linear edges), and reported.
-5. ``verified_edges``: a 4-bit (b-bit MinHash) estimate triages the candidates: clearly below the
-   threshold dropped, clearly above accepted, and the uncertain ones decided by the exact Jaccard of their
-   shingle sets (computed once per document; sorted sets merged in a compiled loop). Band collisions never link documents.
+4. ``triaged_pairs``: the same Arrow pass also computes each band's bucket key (a splitmix64 chain over the
+   band's positions), its sort key and a 4-bit (b-bit MinHash) triage sketch. Band rows are exploded,
+   shuffled once by bucket and sorted; one Arrow pass walks each bucket, generates its pairs and scores
+   them with numpy, keeping only estimates >= threshold - verify_margin. Buckets over ``max_bucket_size``
+   (boilerplate) are compared by sorted neighbourhood (members ordered by signature positions outside the
+   band, each paired with its next neighbours: linear edges), and reported (:func:`giant_buckets`).
+5. ``verified_edges``: estimates >= threshold + verify_margin are accepted; the uncertain ones are decided
+   by the exact Jaccard of their shingle sets (computed once per document; sorted sets merged in a compiled
+   loop), or by the whole signatures with verify=signature. Band collisions never link documents.
 6. Clustering (``clustering``):
    - ``greedy`` (default): in keeper order (previously released first, then highest quality score,
      longest, smallest doc_id) a document is removed when a verified pair links it to a better document
