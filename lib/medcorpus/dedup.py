@@ -406,11 +406,7 @@ def lsh_matrices(sigs: np.ndarray, cfg: DedupConfig) -> list[np.ndarray]:
 
 def _lsh_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, passthrough: list[str]) -> Iterator[pa.RecordBatch]:
     for batch in batches:
-        values, offsets = _list_parts(batch.column("signature"))
-        n = batch.num_rows
-        if n and not np.all(np.diff(offsets) == cfg.num_perm):
-            raise ValueError(f"dedup: a signature does not have dedup.num_perm = {cfg.num_perm} positions")
-        sigs = values[offsets[0]: offsets[0] + n * cfg.num_perm].reshape(n, cfg.num_perm)
+        sigs = _fixed_width_rows(batch.column("signature"), cfg.num_perm, "signature").view(np.uint32)
         yield pa.RecordBatch.from_arrays(
             [batch.column(name) for name in passthrough] + [_long_lists(m) for m in lsh_matrices(sigs, cfg)],
             schema=pa.schema([batch.schema.field(name) for name in passthrough] + _LSH_FIELDS),
@@ -488,7 +484,12 @@ def bucket_pair_indices(runs: np.ndarray, window: int, first: int = 0) -> tuple[
 
 
 def sketch_estimates(x: np.ndarray, y: np.ndarray, num_perm: int) -> np.ndarray:
-    """Row-wise Jaccard estimates of two int64[n, words] packed sketch arrays (see :func:`sketch_similarity`)."""
+    """Row-wise Jaccard estimates of two int64[n, words] packed sketch arrays (see :func:`packed_sketches`).
+
+    Positions that differ are counted per long with xor + ``bit_count`` (no per-position loop). Two unequal
+    minima agree on 4 bits with probability 1/16, so P(equal) = J + (1 - J) / 16 and J = (P - 1/16) / (1 -
+    1/16); at J = 0.7 over 256 positions the estimate's standard deviation is 0.030 (0.029 with whole
+    signatures)."""
     z = (x ^ y).view(np.uint64)
     z = z | (z >> np.uint64(1))
     z = z | (z >> np.uint64(2))
@@ -515,17 +516,6 @@ def _ordered_pairs(ids: pa.Array, i: np.ndarray, j: np.ndarray, sim: np.ndarray)
     )
 
 
-def _long_matrix(arr: pa.Array, width: int, what: str) -> np.ndarray:
-    """An Arrow list<bigint> column whose lists all have ``width`` elements, as int64[n, width]."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    offsets = arr.offsets.to_numpy()
-    if not np.all(np.diff(offsets) == width):
-        raise ValueError(f"dedup: a {what} does not have {width} elements")
-    values = arr.values.to_numpy(zero_copy_only=False)
-    return values[offsets[0]:offsets[-1]].reshape(len(arr), width)
-
-
 def _bucket_scan_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, floor: float) -> Iterator[pa.RecordBatch]:
     """Rows sorted by (band, bucket, order) -> (a, b, estimate) of the pairs whose sketch estimate >= floor.
 
@@ -541,7 +531,7 @@ def _bucket_scan_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, fl
         band = batch.column("band").to_numpy(zero_copy_only=False).astype(np.int64)
         bucket = batch.column("bucket").to_numpy(zero_copy_only=False)
         ids = batch.column("doc_id")
-        sketch = _long_matrix(batch.column("sketch"), words, "sketch")
+        sketch = _fixed_width_rows(batch.column("sketch"), words, "sketch")
         first = 0
         if carry is not None:
             first = len(carry[0])
@@ -616,6 +606,18 @@ def shingle_sets(texts: DataFrame, cfg: DedupConfig) -> DataFrame:
     return texts.select("doc_id", "text", "lang").mapInArrow(
         lambda it: _shingle_set_batches(it, cfg), _SHINGLE_SET_SCHEMA
     )
+
+
+def _fixed_width_rows(arr: pa.Array, width: int, what: str) -> np.ndarray:
+    """An Arrow list column whose lists all have ``width`` elements, as a [n, width] array of its value type
+    (dedup.num_perm decides the width of signatures and sketches: a stored one of another width is refused)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    offsets = arr.offsets.to_numpy()
+    if not np.all(np.diff(offsets) == width):
+        raise ValueError(f"dedup: a {what} does not have the {width} elements that dedup.num_perm implies")
+    values = arr.values.to_numpy(zero_copy_only=False)
+    return values[offsets[0]:offsets[-1]].reshape(len(arr), width)
 
 
 def _list_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
