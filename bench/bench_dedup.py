@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from dedup_corpus import build_corpus, lang_of, pair_scores, true_pairs  # noqa: E402
+from dedup_corpus import build_corpus, build_mixed_corpus, lang_of, pair_scores, true_pairs  # noqa: E402
 
 SHARED = Path(os.environ.get("MEDCORPUS_SHARED_DATA", HERE.parents[1] / "shared" / "data"))
 
@@ -162,49 +162,66 @@ def _figures(name: str, res: dict, corpus, truth, chars: int) -> dict:
     return out
 
 
+def compare(spark, corpus, cfg, work: Path, cores: int, with_components: bool) -> dict:
+    """medcorpus (first run after a small warm-up, then the same corpus again), optionally its
+    connected-components mode, datasketch and datatrove, one after the other on the same corpus."""
+    chars = sum(len(t) for _, _, t in corpus)
+    t0 = time.perf_counter()
+    truth = true_pairs(corpus, cfg)
+    out: dict = {"docs": len(corpus), "chars": chars, "true_pairs": len(truth),
+                 "truth_seconds": round(time.perf_counter() - t0, 1)}
+    work.mkdir()
+    for name in ("warm", "cmp", "cmp_again", "cmp_components"):
+        (work / name).mkdir()
+    run_medcorpus(spark, corpus[:200], cfg, work / "warm")  # Python workers and JIT warm-up, untimed
+    first = run_medcorpus(spark, corpus, cfg, work / "cmp")
+    med = _figures("medcorpus", first, corpus, truth, chars)
+    # the same run again: what a long job sees once the JVM has compiled the hot paths and every Python
+    # worker has loaded numba's kernels (the 200-document warm-up reaches only some of them)
+    again = run_medcorpus(spark, corpus, cfg, work / "cmp_again")
+    if again["labels"] != first["labels"]:
+        raise AssertionError("dedup is not deterministic: a second run on the same corpus clustered differently")
+    med["seconds_second_run"] = round(again["seconds"], 2)
+    out["medcorpus"] = med
+    if with_components:
+        components = cfg.model_copy(update={"clustering": "components"})
+        comp = _figures("medcorpus_components", run_medcorpus(spark, corpus, components, work / "cmp_components"),
+                        corpus, truth, chars)
+        out["medcorpus_components"] = comp
+        out["greedy_vs_components"] = round(comp["seconds"] / med["seconds"], 2)
+    ds = _figures("datasketch", run_datasketch(corpus, cfg), corpus, truth, chars)
+    out["datasketch"] = ds
+    try:
+        dt = _figures("datatrove", run_datatrove(corpus, cfg, work, cores), corpus, truth, chars)
+        out["datatrove"] = dt
+        out["speedup_vs_datatrove"] = round(dt["seconds"] / med["seconds"], 2)
+        out["speedup_vs_datatrove_second_run"] = round(dt["seconds"] / med["seconds_second_run"], 2)
+    except ImportError as err:
+        out["datatrove"] = f"not installed: {err}"
+    out["speedup_vs_datasketch"] = round(ds["seconds"] / med["seconds"], 2)
+    out["speedup_vs_datasketch_second_run"] = round(ds["seconds"] / med["seconds_second_run"], 2)
+    print(f"  ratios: { {k: v for k, v in out.items() if k.startswith('speedup')} }", file=sys.stderr, flush=True)
+    return out
+
+
 def run(spark, args) -> dict:
     from medcorpus.config import DedupConfig
 
     cfg = DedupConfig()
     base_docs = 400 if args.quick else 2000
     compare_docs = 800 if args.quick else 20000  # as large as the four sources allow (~15k after exact dups)
+    mixed_chars = 300_000 if args.quick else 30_000_000
     cores = spark.sparkContext.defaultParallelism
     work = Path(tempfile.mkdtemp(prefix="bench_dedup_"))
     results: dict = {"config": cfg.model_dump(), "cores": cores, "base_docs": base_docs}
     try:
-        # side by side on one corpus
-        corpus = build_corpus(SHARED, compare_docs)
-        chars = sum(len(t) for _, _, t in corpus)
-        truth = true_pairs(corpus, cfg)
-        results["compare"] = {"docs": len(corpus), "chars": chars, "true_pairs": len(truth)}
-        (work / "cmp").mkdir()
-        (work / "warm").mkdir()
-        run_medcorpus(spark, corpus[:200], cfg, work / "warm")  # Python workers and JIT warm-up, untimed
-        first = run_medcorpus(spark, corpus, cfg, work / "cmp")
-        med = _figures("medcorpus", first, corpus, truth, chars)
-        # the same run again: what a long job sees once the JVM has compiled the hot paths and every Python
-        # worker has loaded numba's kernels (the 200-document warm-up reaches only some of them)
-        (work / "cmp_again").mkdir()
-        again = run_medcorpus(spark, corpus, cfg, work / "cmp_again")
-        if again["labels"] != first["labels"]:
-            raise AssertionError("dedup is not deterministic: a second run on the same corpus clustered differently")
-        med["seconds_second_run"] = round(again["seconds"], 2)
-        components = cfg.model_copy(update={"clustering": "components"})
-        (work / "cmp_components").mkdir()
-        comp = _figures("medcorpus_components", run_medcorpus(spark, corpus, components, work / "cmp_components"),
-                        corpus, truth, chars)
-        ds = _figures("datasketch", run_datasketch(corpus, cfg), corpus, truth, chars)
-        results["compare"].update({"medcorpus": med, "medcorpus_components": comp, "datasketch": ds})
-        results["compare"]["greedy_vs_components"] = round(comp["seconds"] / med["seconds"], 2)
-        try:
-            dt = _figures("datatrove", run_datatrove(corpus, cfg, work, cores), corpus, truth, chars)
-            results["compare"]["datatrove"] = dt
-            results["compare"]["speedup_vs_datatrove"] = round(dt["seconds"] / med["seconds"], 2)
-            results["compare"]["speedup_vs_datatrove_second_run"] = round(dt["seconds"] / med["seconds_second_run"], 2)
-        except ImportError as err:
-            results["compare"]["datatrove"] = f"not installed: {err}"
-        results["compare"]["speedup_vs_datasketch"] = round(ds["seconds"] / med["seconds"], 2)
-        results["compare"]["speedup_vs_datasketch_second_run"] = round(ds["seconds"] / med["seconds_second_run"], 2)
+        # side by side on one corpus: the core sample (four medical sources, ~15k documents, ~7M characters)
+        print("  compare: core sample", file=sys.stderr, flush=True)
+        results["compare"] = compare(spark, build_corpus(SHARED, compare_docs), cfg, work / "core", cores, True)
+        # ... and on the core sample plus ~30M characters of every other source (~73k documents, ~40M characters)
+        print("  compare: mixed corpus", file=sys.stderr, flush=True)
+        results["compare_mixed"] = compare(spark, build_mixed_corpus(SHARED, mixed_chars), cfg, work / "mixed",
+                                           cores, False)
 
         # scaling
         scaling = {}
