@@ -544,7 +544,7 @@ def _ordered_pairs(ids: pa.Array, i: np.ndarray, j: np.ndarray, sim: np.ndarray)
 
 
 def _bucket_scan_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, floor: float) -> Iterator[pa.RecordBatch]:
-    """Rows sorted by (band, bucket, order) -> (a, b, estimate) of the pairs whose sketch estimate >= floor.
+    """Rows sorted by (bucket, band, order) -> (a, b, estimate) of the pairs whose sketch estimate >= floor.
 
     A bucket may continue in the next Arrow batch: the last window - 1 rows of the batch's final bucket are
     carried over, so every pair is generated exactly once per band.
@@ -583,12 +583,16 @@ def triaged_pairs(keys: DataFrame, cfg: DedupConfig, floor: float) -> DataFrame:
     """Band rows (doc_id, band, bucket, order, sketch) -> distinct (a, b, similarity), a < b: the pairs sharing
     a bucket in any band whose sketch estimate reaches ``floor``.
 
-    One shuffle brings each bucket's rows together, sorted so that alike documents are adjacent; one Arrow
-    pass walks the sorted rows, generates each bucket's pairs (:func:`bucket_pair_indices`) and scores them
+    One shuffle brings each bucket's rows together, sorted so that alike documents are adjacent; a window
+    count drops the rows alone in their bucket (most of them) before they cross to Python; one Arrow pass
+    walks the sorted rows, generates each bucket's pairs (:func:`bucket_pair_indices`) and scores them
     with numpy (:func:`sketch_estimates`), so pairs below ``floor`` (most band collisions) never leave the
     task. (Before, pairs were generated with Spark higher-order functions and joined twice with the sketches.)
     """
-    scan = keys.repartition("band", "bucket").sortWithinPartitions("band", "bucket", "order", "doc_id")
+    # bucket keys are seeded by band (band_hashes), so the key alone partitions; as the window's only sort key
+    # (a long) it lets Spark radix-sort the band rows, and only the shared rows are sorted by band and order
+    shared = keys.withColumn("_members", F.count(F.lit(1)).over(Window.partitionBy("bucket"))).filter(F.col("_members") > 1)
+    scan = shared.drop("_members").sortWithinPartitions("bucket", "band", "order", "doc_id")
     pairs = scan.mapInArrow(lambda it: _bucket_scan_batches(it, cfg, floor), _PAIR_SCORE_SCHEMA)
     return pairs.distinct()
 
