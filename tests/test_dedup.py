@@ -13,6 +13,9 @@ from pyspark.sql import functions as F
 from medcorpus.config import DedupConfig
 from medcorpus.dedup import (
     _minhash_numpy,
+    _span_hashes_numpy,
+    span_hashes,
+    triaged_pairs,
     _bucket_scan_batches,
     bucket_pair_indices,
     char_shingles,
@@ -189,6 +192,15 @@ def test_dedup_stage_rerun_and_incremental(spark, make_config):
     ]
 
 
+def test_compiled_span_hashes_give_the_numpy_hashes_bit_for_bit():
+    rng = np.random.default_rng(5)
+    for n in (1, 4, 5, 6, 900):
+        cps = rng.integers(0, 0x10FFFF, n, dtype=np.uint32)
+        starts = rng.integers(0, n, 50)
+        ends = np.minimum(starts + rng.integers(1, 8, 50), n)
+        assert np.array_equal(span_hashes(cps, starts, ends), _span_hashes_numpy(cps, starts, ends)), n
+
+
 def test_compiled_minhash_gives_the_numpy_signature_bit_for_bit():
     rng = np.random.default_rng(0)
     a, b = permutations(CFG.num_perm, CFG.seed)
@@ -270,6 +282,20 @@ def test_bucket_scan_finds_the_same_pairs_when_buckets_span_arrow_batches():
     assert min(whole["similarity"].to_pylist()) > 0.98
     # a floor above every estimate keeps nothing
     assert list(_bucket_scan_batches(iter([_band_batch(rows)]), DedupConfig(max_bucket_size=4), 0.999)) == []
+
+
+def test_triaged_pairs_skip_lone_rows_and_keep_bands_apart(spark):
+    """Rows alone in their bucket are dropped before the scan; a bucket key that two bands share (the window
+    partitions by key alone) still pairs only rows of the same band."""
+    sketch = [7] * 16
+    rows = [("d0", 0, 10), ("d1", 0, 10), ("d2", 1, 10), ("d3", 0, 11), ("d4", 2, 12), ("d5", 2, 12), ("d6", 2, 12),
+            ("d7", 3, 13), ("d8", 3, 13), ("d8", 4, 14)]
+    keys = spark.createDataFrame(
+        [(d, band, bucket, i, sketch) for i, (d, band, bucket) in enumerate(rows)],
+        "doc_id string, band int, bucket long, order long, sketch array<long>",
+    ).repartition(3)
+    got = {(r.a, r.b, r.similarity) for r in triaged_pairs(keys, DedupConfig(), 0.5).collect()}
+    assert got == {("d0", "d1", 1.0), ("d4", "d5", 1.0), ("d4", "d6", 1.0), ("d5", "d6", 1.0), ("d7", "d8", 1.0)}
 
 
 def _sequential_greedy(prio: dict[str, int], edges: set[tuple[str, str]]) -> dict[str, str]:
