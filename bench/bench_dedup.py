@@ -1,7 +1,10 @@
 """Dedup speed and quality: medcorpus (Spark, this session's cores; default greedy clustering and the
 connected-components mode) beside datasketch's MinHashLSH (single process) and datatrove's MinHash pipeline
-(LocalPipelineExecutor, same number of workers) on the same real-corpus sample (bench/dedup_corpus.py,
-~15k documents), plus medcorpus at 1x/2x/4x/8x sizes.
+(LocalPipelineExecutor, same number of workers), side by side on two real-corpus samples
+(bench/dedup_corpus.py): the core sample (Toyhom, Huatuo, MedQuAD and edited copies: ~15k documents, ~7M
+characters, where Spark's fixed cost per job dominates) and the mixed corpus (the core sample plus ~30M
+characters from every other source in ../shared/data and edited copies: ~73k documents, ~40M characters);
+then medcorpus alone on 1/8, 1/4, 1/2 and all of the mixed corpus (1x/2x/4x/8x).
 
 Quality is measured against the brute-force exact Jaccard of medcorpus's shingles (>= threshold):
 ``pairs`` = verified duplicate pairs (medcorpus) or LSH candidate pairs (datasketch); ``cluster_pairs`` =
@@ -16,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import shutil
 import struct
 import sys
@@ -162,6 +166,17 @@ def _figures(name: str, res: dict, corpus, truth, chars: int) -> dict:
     return out
 
 
+def _first_chars(docs: list[tuple[str, str, str]], budget: int) -> list[tuple[str, str, str]]:
+    """The leading documents whose text adds up to ``budget`` characters (at least one)."""
+    out, n = [], 0
+    for doc in docs:
+        if out and n + len(doc[2]) > budget:
+            break
+        out.append(doc)
+        n += len(doc[2])
+    return out
+
+
 def compare(spark, corpus, cfg, work: Path, cores: int, with_components: bool) -> dict:
     """medcorpus (first run after a small warm-up, then the same corpus again), optionally its
     connected-components mode, datasketch and datatrove, one after the other on the same corpus."""
@@ -208,31 +223,34 @@ def run(spark, args) -> dict:
     from medcorpus.config import DedupConfig
 
     cfg = DedupConfig()
-    base_docs = 400 if args.quick else 2000
     compare_docs = 800 if args.quick else 20000  # as large as the four sources allow (~15k after exact dups)
     mixed_chars = 300_000 if args.quick else 30_000_000
     cores = spark.sparkContext.defaultParallelism
     work = Path(tempfile.mkdtemp(prefix="bench_dedup_"))
-    results: dict = {"config": cfg.model_dump(), "cores": cores, "base_docs": base_docs}
+    results: dict = {"config": cfg.model_dump(), "cores": cores}
     try:
         # side by side on one corpus: the core sample (four medical sources, ~15k documents, ~7M characters)
         print("  compare: core sample", file=sys.stderr, flush=True)
         results["compare"] = compare(spark, build_corpus(SHARED, compare_docs), cfg, work / "core", cores, True)
         # ... and on the core sample plus ~30M characters of every other source (~73k documents, ~40M characters)
         print("  compare: mixed corpus", file=sys.stderr, flush=True)
-        results["compare_mixed"] = compare(spark, build_mixed_corpus(SHARED, mixed_chars), cfg, work / "mixed",
-                                           cores, False)
+        mixed = build_mixed_corpus(SHARED, mixed_chars, core_docs=compare_docs)
+        results["compare_mixed"] = compare(spark, mixed, cfg, work / "mixed", cores, False)
 
-        # scaling
+        # scaling: 1/8, 1/4, 1/2 and all of the mixed corpus (documents in a fixed random order, cut by characters)
+        mixed = list(mixed)
+        random.Random(3).shuffle(mixed)
+        total = sum(len(t) for _, _, t in mixed)
         scaling = {}
         for factor in (1, 2, 4, 8):
-            corpus = build_corpus(SHARED, base_docs * factor)
+            corpus = _first_chars(mixed, total * factor // 8)
             chars = sum(len(t) for _, _, t in corpus)
             d = work / f"x{factor}"
             d.mkdir()
             res = run_medcorpus(spark, corpus, cfg, d)
             scaling[f"{factor}x"] = {"docs": len(corpus), "chars": chars, "seconds": round(res["seconds"], 2),
-                                     "docs_per_s": round(len(corpus) / res["seconds"], 1)}
+                                     "docs_per_s": round(len(corpus) / res["seconds"], 1),
+                                     "chars_per_s": round(chars / res["seconds"])}
             print(f"  scale {factor}x: {scaling[f'{factor}x']}", file=sys.stderr, flush=True)
         scaling["time_ratio_8x_1x"] = round(scaling["8x"]["seconds"] / scaling["1x"]["seconds"], 2)
         results["scaling"] = scaling

@@ -103,8 +103,9 @@ def build_corpus(root: Path, n_docs: int, plant_share: float = 0.1, seed: int = 
 _CORE_SOURCES = {"toyhom_dialogue", "huatuo", "medquad"}
 
 
-def build_mixed_corpus(root: Path, extra_chars: int, plant_share: float = 0.1, seed: int = 7) -> list[tuple[str, str, str]]:
-    """The core sample (``build_corpus(root, 20000)``) plus about ``extra_chars`` characters of documents from
+def build_mixed_corpus(root: Path, extra_chars: int, core_docs: int = 20000, plant_share: float = 0.1,
+                       seed: int = 7) -> list[tuple[str, str, str]]:
+    """The core sample (``build_corpus(root, core_docs)``) plus about ``extra_chars`` characters of documents from
     every other real source in ``root`` (TCM books, classical and modern Chinese prose, reviews, news, laws,
     poems, dialogues, PubMedQA, the NLTK English corpora: medcorpus.labelled's readers, books cut into
     ~1,200-character chunks), a deterministic sample in proportion to each source's size, with ``plant_share``
@@ -112,7 +113,7 @@ def build_mixed_corpus(root: Path, extra_chars: int, plant_share: float = 0.1, s
     from medcorpus.labelled import SOURCES
 
     rng = random.Random(seed)
-    core = build_corpus(root, 20000, plant_share=plant_share, seed=seed)
+    core = build_corpus(root, core_docs, plant_share=plant_share, seed=seed)
     extra = [(s.name, t) for s in SOURCES if s.name not in _CORE_SOURCES for _, t in s.reader(root) if t.strip()]
     total = sum(len(t) for _, t in extra)
     keep = min(1.0, extra_chars / max(total, 1))
