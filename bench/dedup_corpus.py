@@ -84,18 +84,25 @@ def build_corpus(root: Path, n_docs: int, plant_share: float = 0.1, seed: int = 
     quotas = [0.3, 0.2, 0.3, 0.2]
     for pool, q in zip(pools, quotas):
         docs.extend(pool[: int(n_docs * q)])
-    planted = []
-    for i in rng.sample(range(len(docs)), int(len(docs) * plant_share)):
-        source, text = docs[i]
-        planted.append((f"{source}_planted", _edit(text, rng.uniform(0.0, 0.1), rng)))
-    seen: set[str] = set()
+    return _numbered_unique(docs + _planted_copies(docs, plant_share, rng), "doc", set())
+
+
+def _planted_copies(docs: list[tuple[str, str]], share: float, rng: random.Random) -> list[tuple[str, str]]:
+    """Edited copies of a random ``share`` of ``docs``, substitution rates uniform in [0, 0.1]."""
+    picked = (docs[i] for i in rng.sample(range(len(docs)), int(len(docs) * share)))
+    return [(f"{source}_planted", _edit(text, rng.uniform(0.0, 0.1), rng)) for source, text in picked]
+
+
+def _numbered_unique(docs: list[tuple[str, str]], prefix: str, seen: set[str]) -> list[tuple[str, str, str]]:
+    """(id, source, text) of the documents whose whitespace-free text is neither empty nor in ``seen``
+    (which grows); ids are ``prefix`` + the position in ``docs``."""
     out = []
-    for i, (source, text) in enumerate(docs + planted):
+    for i, (source, text) in enumerate(docs):
         key = re.sub(r"\s+", "", text)
         if key in seen or not key:
             continue
         seen.add(key)
-        out.append((f"doc{i:07d}", source, text))
+        out.append((f"{prefix}{i:07d}", source, text))
     return out
 
 
@@ -118,17 +125,8 @@ def build_mixed_corpus(root: Path, extra_chars: int, core_docs: int = 20000, pla
     total = sum(len(t) for _, t in extra)
     keep = min(1.0, extra_chars / max(total, 1))
     extra = [d for d in extra if rng.random() < keep]
-    planted = [(f"{source}_planted", _edit(text, rng.uniform(0.0, 0.1), rng))
-               for source, text in (extra[i] for i in rng.sample(range(len(extra)), int(len(extra) * plant_share)))]
     seen = {re.sub(r"\s+", "", t) for _, _, t in core}
-    out = list(core)
-    for i, (source, text) in enumerate(extra + planted):
-        key = re.sub(r"\s+", "", text)
-        if key in seen or not key:
-            continue
-        seen.add(key)
-        out.append((f"mix{i:07d}", source, text))
-    return out
+    return core + _numbered_unique(extra + _planted_copies(extra, plant_share, rng), "mix", seen)
 
 
 def lang_of(text: str) -> str:
