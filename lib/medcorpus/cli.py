@@ -165,6 +165,18 @@ def _check_local_inputs(sources: Sequence[str], config: Config | None = None) ->
                 raise MedcorpusError(f"input path does not exist: {source}")
 
 
+def _check_before_spark(args: argparse.Namespace, config: Config) -> None:
+    """Argument checks that need no JVM: release names, --until, the export folder."""
+    if args.command in ("release", "export"):
+        from medcorpus.release import check_release_name
+
+        check_release_name(args.name)
+    if args.command == "run" and args.until is not None:
+        from medcorpus.runner import check_until
+
+        check_until(args.until)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(getattr(args, "verbose", False))
@@ -191,6 +203,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"# config hash: {config.hash()}")
         return 0
 
+    _check_before_spark(args, config)
     sources: list[str] = list(getattr(args, "sources", []) or [])
     if args.command == "run" and not sources:
         from medcorpus.demo import ensure_demo_corpus

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from medcorpus.config import REPO_ROOT, Config
+from medcorpus.redact import PII_PATTERNS as _ALL_PII_PATTERNS
 from medcorpus.registry import TableSpec, all_table_names, table_spec
 
 CRITICAL = "critical"
@@ -39,14 +40,9 @@ UNVALIDATED_TABLES = frozenset({"validation_results"})
 MIXTURE_TARGETS_VIEW = "medcorpus_mixture_targets"
 RUN_LOG_VIEW = "medcorpus_run_log"
 
-# PII left in released text. Mirrors the regex-only types of medcorpus.filters.PII_PATTERNS (the filter
-# redacts these unconditionally; ID and bank cards also need a checksum, so a bare pattern is not proof of
-# PII). tests/test_expectations.py checks they stay equal to the filter's when that module is present.
-PII_PATTERNS: dict[str, str] = {
-    "URL_CREDENTIALS": r"(?<=://)[^\s/:@]+:[^\s/@]+(?=@)",
-    "EMAIL": r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])",
-    "PHONE": r"(?<![0-9])(?:(?:\+|00)86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}(?![0-9])",
-}
+# PII left in released text: the regex-only types of the one redaction policy (medcorpus.redact redacts
+# these unconditionally; ID and bank cards also need a checksum, so a bare pattern is not proof of PII).
+PII_PATTERNS: dict[str, str] = {name: _ALL_PII_PATTERNS[name] for name in ("URL_CREDENTIALS", "EMAIL", "PHONE")}
 
 LANG_VALUES = ["zh", "en", "other"]
 PROBABILITY_COLUMNS = re.compile(r"(^|_)(prob|probability|confidence|similarity|overlap)$|^p_|^sample_key$")

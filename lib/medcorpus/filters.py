@@ -8,8 +8,9 @@ signals are stored with every row, a threshold can be re-applied without recompu
 
 Everything is Spark built-in expressions (regular expressions, ``split``, higher-order functions,
 ``array_distinct``), including the ID-card (GB 11643) and bank-card (Luhn) checksums of the PII
-redaction, except the Gopher n-gram repetition signals: one vectorised ``pandas_udf`` (see
-:func:`repetition_column` for why).
+redaction (:mod:`medcorpus.redact`; normalize already applied it to ``documents``, the filter runs it
+again so its output is clean whatever wrote ``documents``), except the Gopher n-gram repetition
+signals: one vectorised ``pandas_udf`` (see :func:`repetition_column` for why).
 
 Units: Chinese (and ``other``) documents are measured in characters and their n-grams are character
 n-grams (no whitespace tokenisation of Chinese); English documents are measured in words.
@@ -520,101 +521,10 @@ def explain_rules(scored: DataFrame, cfg: FilterConfig) -> DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------
-# PII redaction
+# PII redaction: the policy lives in medcorpus.redact (one module for every table and the LLM prompts);
+# these names stay importable from here.
 # ---------------------------------------------------------------------------------------------------
-_NB = r"(?<![0-9A-Za-z])"  # not preceded by a digit or letter
-_NA = r"(?![0-9A-Za-z])"  # not followed by one
-PII_PATTERNS: dict[str, str] = {
-    # user:password in a URL; only the credentials are replaced
-    "URL_CREDENTIALS": r"(?<=://)[^\s/:@]+:[^\s/@]+(?=@)",
-    "EMAIL": r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])",
-    # 18-digit resident ID: area, birth date 18xx-20xx, sequence, check digit (validated below)
-    "ID_CARD": _NB + r"[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx]" + _NA,
-    # 16-19 digits, optionally in groups of four (validated by Luhn below)
-    "BANK_CARD": _NB + r"[0-9]{4}(?:[ -]?[0-9]{4}){2}[ -]?[0-9]{4,7}" + _NA,
-    # IPv4 with valid octets; plain section numbers like 1.2.3.4 (all one-digit octets) are left alone
-    "IP": r"(?<![0-9.])(?![0-9]\.[0-9]\.[0-9]\.[0-9](?![0-9]))"
-    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?![0-9.])",
-    # mainland mobile: optional +86, 1[3-9]x xxxx xxxx
-    "PHONE": r"(?<![0-9])(?:(?:\+|00)86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}(?![0-9])",
-    # landline: area code 0xx(x) with a hyphen or in brackets, then a 7-8 digit local number
-    "LANDLINE": r"(?<![0-9.])(?:\(0[0-9]{2,3}\) ?|（0[0-9]{2,3}）|0[0-9]{2,3}-)[2-8][0-9]{6,7}(?:-[0-9]{1,4})?(?![0-9])",
-    # North American style: (555) 123-4567, 555-123-4567, +1 555 123 4567, 1-800-422-6237
-    "PHONE_EN": r"(?<![0-9A-Za-z])(?:\+?1[ .-])?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}(?![0-9])",
-}
-PLACEHOLDER = {"PHONE_EN": "<PHONE>"}
-
-
-def placeholder(pii_type: str) -> str:
-    return PLACEHOLDER.get(pii_type, f"<{pii_type}>")
-
-
-def id_card_valid(candidate: Column) -> Column:
-    """GB 11643-1999 check digit: sum(d_i * w_i) mod 11 indexes '10X98765432'."""
-    weights = F.array(*[F.lit(w) for w in (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)])
-    total = F.aggregate(
-        F.sequence(F.lit(1), F.lit(17)),
-        F.lit(0),
-        lambda acc, i: acc + candidate.substr(i, F.lit(1)).cast("int") * F.element_at(weights, i),
-    )
-    check = F.element_at(F.array(*[F.lit(c) for c in "10X98765432"]), (total % 11) + 1)
-    return F.upper(candidate.substr(F.lit(18), F.lit(1))) == check
-
-
-def luhn_valid(candidate: Column, prefixes: str) -> Column:
-    """Luhn checksum over the digits (separators dropped), and a plausible first digit."""
-    digits = F.regexp_replace(candidate, r"[^0-9]", "")
-    n = F.length(digits)
-
-    def add(acc: Column, i: Column) -> Column:
-        d = digits.substr(n - i + 1, F.lit(1)).cast("int")
-        doubled = F.when(d * 2 > 9, d * 2 - 9).otherwise(d * 2)
-        return acc + F.when(i % 2 == 0, doubled).otherwise(d)
-
-    total = F.aggregate(F.sequence(F.lit(1), n), F.lit(0), add)
-    return (total % 10 == 0) & digits.substr(F.lit(1), F.lit(1)).isin(*list(prefixes))
-
-
-VALIDATORS: dict[str, Callable[[Column, FilterConfig], Column]] = {
-    "ID_CARD": lambda c, cfg: id_card_valid(c),
-    "BANK_CARD": lambda c, cfg: luhn_valid(c, cfg.bank_card_prefixes),
-}
-
-
-def _redact_one(text: Column, pii_type: str, cfg: FilterConfig) -> tuple[Column, Column]:
-    """(redacted text, number of redactions) for one PII type."""
-    pattern = PII_PATTERNS[pii_type]
-    validator = VALIDATORS.get(pii_type)
-    if validator is None:
-        count = F.regexp_count(text, F.lit(pattern))
-        return F.regexp_replace(text, pattern, placeholder(pii_type)), count
-    valid = F.filter(F.regexp_extract_all(text, F.lit(pattern), 0), lambda c: validator(c, cfg))
-    count = F.size(valid)
-    # Only the candidates that passed the checksum are replaced: a pattern of exactly those strings
-    # (digits, X, spaces and hyphens: nothing to escape) between the same non-digit boundaries.
-    exact = F.concat(F.lit(_NB + "(?:"), F.array_join(F.array_distinct(valid), "|"), F.lit(")" + _NA))
-    return F.when(count > 0, F.regexp_replace(text, exact, F.lit(placeholder(pii_type)))).otherwise(text), count
-
-
-def redact_pii(df: DataFrame, cfg: FilterConfig, text_col: str = "text") -> DataFrame:
-    """Replace PII in ``text_col`` by typed placeholders; add ``pii_counts`` map<string,int> (non-zero types).
-
-    Types run in ``cfg.pii_types`` order, each on the output of the previous one, so an ID number is
-    not counted again as a bank card and credentials are gone before the e-mail pattern runs.
-    """
-    out = df
-    count_cols = []
-    for pii_type in cfg.pii_types:
-        if pii_type not in PII_PATTERNS:
-            raise ValueError(f"unknown PII type {pii_type!r}; known: {', '.join(PII_PATTERNS)}")
-        redacted, count = _redact_one(F.col(text_col), pii_type, cfg)
-        cname = f"_pii_{pii_type}"
-        # count first (reads the text before this type's replacement), then replace
-        out = out.withColumn(cname, count).withColumn(text_col, redacted)
-        count_cols.append((pii_type, cname))
-    pairs = [x for pii_type, cname in count_cols for x in (F.lit(pii_type), F.col(cname).cast("int"))]
-    counts = F.map_filter(F.create_map(*pairs), lambda k, v: v > 0)
-    return out.withColumn("pii_counts", counts).drop(*[c for _, c in count_cols])
+from medcorpus.redact import PII_PATTERNS, PLACEHOLDER, id_card_valid, luhn_valid, placeholder, redact_pii  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -8,9 +8,13 @@ the stable id in Spark.
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -19,6 +23,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from medcorpus.config import Config
 from medcorpus.errors import InputError
+from medcorpus.redact import Policy, redact_json_string, redact_text
 from medcorpus.sources import FORMATS, ReaderLimits, Record, detect_format, is_hidden, read_file
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,7 @@ RECORD_SCHEMA = StructType(
         StructField("meta", StringType(), True),
         StructField("encoding", StringType(), True),
         StructField("raw", StringType(), True),
+        StructField("pii", StringType(), True),  # JSON {type: redactions} of this record, null when none
     ]
 )
 
@@ -107,9 +113,59 @@ def list_source_files(
             continue
         fmt = forced_format or detect_format(uri, limits.extensions)
         files.append(SourceFile(source, uri, fmt, int(status.getLen())))
+    listed = {f.source_file for f in files}
+    for uri in broken_links(source):
+        if uri not in listed and not is_hidden(uri.removeprefix(qualified)):
+            log.warning("ingest: %s is a dangling or looping symlink; it becomes a quarantine row", uri)
+            files.append(SourceFile(source, uri, BROKEN_LINK, 0))
     files.sort(key=lambda f: f.source_file)
     log.info("ingest: %d files under %s (%s)", len(files), source, _format_counts(files))
     return files
+
+
+#: ``source_format`` of a listed symlink that cannot be read (dangling or looping): quarantined, never read.
+BROKEN_LINK = "broken_symlink"
+
+
+def broken_links(source: str) -> list[str]:
+    """``file:`` URIs of the symlinks under a local ``source`` that point nowhere or into a loop.
+
+    Hadoop's listing skips them without a word; they are listed here so each becomes a quarantine row.
+    """
+    if "://" in source and not source.startswith("file:"):
+        return []
+    root = Path(source.removeprefix("file:"))
+    candidates = [root] if root.is_symlink() else []
+    if root.is_dir():
+        for folder, _dirs, names in os.walk(root):  # followlinks=False: a looping folder link is not entered
+            candidates.extend(Path(folder) / n for n in names)
+    out = []
+    for path in candidates:
+        if path.is_symlink() and not _readable_target(path):
+            out.append("file:" + str(path.absolute()))
+    return sorted(out)
+
+
+def _readable_target(path: Path) -> bool:
+    try:
+        os.stat(path)
+        return True
+    except OSError:  # ENOENT (dangling), ELOOP (loop), EACCES
+        return False
+
+
+def _link_problem(uri: str) -> str:
+    path = uri.removeprefix("file:")
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    try:
+        os.stat(path)
+        return f"symlink to {target} became readable after listing"
+    except OSError as err:
+        what = "loops" if err.errno == errno.ELOOP else "points to nothing" if err.errno == errno.ENOENT else "unreadable"
+        return f"symlink {what} ({target}): {err.strerror}"
 
 
 def _format_counts(files: list[SourceFile]) -> str:
@@ -132,21 +188,42 @@ def _records_to_batch(rows: list[dict[str, object]]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(rows, schema=_ARROW_SCHEMA)
 
 
-def _record_row(rec: Record, source: str, source_file: str, fmt: str | None) -> dict[str, object]:
+def redact_record(rec: Record, policy: Policy) -> dict[str, int]:
+    """Redact every text field of ``rec`` in place (text, title, url, meta, the quarantine payload and
+    detail); returns the redactions per type. Nothing read at ingest is stored unredacted."""
+    counts: dict[str, int] = {}
+    for name in ("text", "title", "url", "raw", "detail"):
+        value, found = redact_text(getattr(rec, name), policy)
+        setattr(rec, name, value)
+        for k, n in found.items():
+            counts[k] = counts.get(k, 0) + n
+    rec.meta = redact_json_string(rec.meta, policy)
+    return counts
+
+
+def _record_row(rec: Record, source: str, source_file: str, fmt: str | None,
+                policy: Policy | None = None) -> dict[str, object]:
+    counts = redact_record(rec, policy) if policy is not None else {}
     row = asdict(rec)
-    row.update(source=source, source_file=source_file, source_format=fmt)
+    row.update(source=source, source_file=source_file, source_format=fmt,
+               pii=json.dumps(counts, sort_keys=True) if counts else None)
     return row
 
 
-def _read_partition(limits: ReaderLimits, batch_rows: int, batch_chars: int):  # type: ignore[no-untyped-def]
+def _read_partition(limits: ReaderLimits, batch_rows: int, batch_chars: int,  # type: ignore[no-untyped-def]
+                    policy: Policy | None = None):
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         pending: list[dict[str, object]] = []
         chars = 0
         for batch in batches:
             for item in batch.to_pylist():
                 src, uri, fmt = item["source"], item["source_file"], item["source_format"]
-                if fmt is None:
+                if fmt == BROKEN_LINK:
                     records: Iterator[Record] = iter(
+                        [Record("quarantine", -1, reason="broken_symlink", detail=_link_problem(uri))]
+                    )
+                elif fmt is None:
+                    records = iter(
                         [Record("quarantine", -1, reason="unsupported_format", detail=f"unknown file type: {uri}")]
                     )
                 elif item["file_size"] == 0:
@@ -154,7 +231,7 @@ def _read_partition(limits: ReaderLimits, batch_rows: int, batch_chars: int):  #
                 else:
                     records = read_file(uri, fmt, limits)
                 for rec in records:
-                    pending.append(_record_row(rec, src, uri, fmt))
+                    pending.append(_record_row(rec, src, uri, fmt, policy))
                     chars += len(rec.text or "") + len(rec.raw or "")
                     if len(pending) >= batch_rows or chars >= batch_chars:
                         yield _records_to_batch(pending)
@@ -166,13 +243,18 @@ def _read_partition(limits: ReaderLimits, batch_rows: int, batch_chars: int):  #
 
 
 def read_records(
-    spark: SparkSession, files: list[SourceFile], limits: ReaderLimits, files_per_partition: int = 4
+    spark: SparkSession, files: list[SourceFile], limits: ReaderLimits, files_per_partition: int = 4,
+    policy: Policy | None = None,
 ) -> DataFrame:
-    """One row per record (status ok / quarantine / skipped) of every file, read on the executors."""
+    """One row per record (status ok / quarantine / skipped) of every file, read on the executors.
+
+    Every text field is PII-redacted there with ``policy`` (:mod:`medcorpus.redact`; None = the default
+    policy), before anything reaches a table.
+    """
     if not files:
         return spark.createDataFrame([], RECORD_SCHEMA)
     frame = files_frame(spark, files, files_per_partition)
-    return frame.mapInArrow(_read_partition(limits, 1000, 32_000_000), RECORD_SCHEMA)
+    return frame.mapInArrow(_read_partition(limits, 1000, 32_000_000, policy or Policy()), RECORD_SCHEMA)
 
 
 def doc_id_expr(source_file: Column, position: Column) -> Column:

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, StructType
 
 from medcorpus.config import NormalizeConfig
+from medcorpus.redact import Policy, redact_column, redact_columns
 
 # ---------------------------------------------------------------------------------------------------
 # pure Python helpers (unit-tested directly)
@@ -186,16 +187,23 @@ def token_estimate(text: Column, cfg: NormalizeConfig) -> Column:
     return F.ceil(han * F.lit(cfg.zh_tokens_per_han_char) + other * F.lit(cfg.tokens_per_other_char)).cast("long")
 
 
-def normalize_documents(raw: DataFrame, cfg: NormalizeConfig, run_id: str) -> DataFrame:
-    """raw_documents rows -> documents rows (plus ``text`` possibly empty: see ``split_empty``)."""
+def normalize_documents(raw: DataFrame, cfg: NormalizeConfig, run_id: str, pii: Any = None) -> DataFrame:
+    """raw_documents rows -> documents rows (plus ``text`` possibly empty: see ``split_empty``).
+
+    ``text``, ``title``, ``url`` and ``meta`` leave this stage PII-redacted by the policy of
+    :mod:`medcorpus.redact` (``pii``: the Config, its FilterConfig or a Policy; None = the defaults), so no
+    table after ingest holds raw PII; counts and hash follow the redacted text.
+    """
     py = python_normalize_column(F.col("text"), cfg)
+    policy = Policy.of(pii)
     out = (
         raw.select("doc_id", "source", "source_file", "source_format", "url", "title", "meta", py.alias("n"))
-        .withColumn("text", clean_whitespace(F.col("n.text")))
+        .withColumn("text", redact_column(clean_whitespace(F.col("n.text")), policy))
         .withColumn("lang", F.col("n.lang"))
         .withColumn("lang_confidence", F.col("n.lang_confidence"))
         .withColumn("t2s_converted", F.col("n.t2s_converted"))
         .drop("n")
+        .transform(redact_columns, ("title", "url", "meta"), policy)
         .withColumn("char_count", F.char_length("text").cast("long"))
         .withColumn("token_estimate", token_estimate(F.col("text"), cfg))
         .withColumn("text_hash", F.sha2(F.col("text"), 256))

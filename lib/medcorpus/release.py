@@ -25,8 +25,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,19 @@ FORMATS = ("jsonl", "parquet")
 
 class ReleaseError(MedcorpusError):
     """A release cannot be recorded or exported."""
+
+
+#: A release name is one path component: letters, digits, '.', '_' and '-', starting with a letter or digit
+#: (so never '.', '..', a hidden name or anything with a separator), at most 128 characters.
+RELEASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_release_name(name: str) -> str:
+    """``name`` when it is a safe release name (one folder under ``--out``), else a one-line ReleaseError."""
+    if not isinstance(name, str) or not RELEASE_NAME.fullmatch(name):
+        raise ReleaseError(f"bad release name {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
+                           "starting with a letter or digit (no path separators, no '.' or '..')")
+    return name
 
 
 def code_version() -> str:
@@ -115,8 +130,7 @@ def run_release(ctx: Any, name: str) -> StageReport:
     import datetime as dt
 
     report = StageReport("release")
-    if not name or any(c in name for c in "/\\ "):
-        raise ReleaseError(f"bad release name {name!r}: use letters, digits, '-', '_' or '.'")
+    check_release_name(name)
     if release_row(ctx, name) is not None:
         raise ReleaseError(f"release {name!r} already exists; releases are immutable, pick a new name")
     missing = [t for t in DATASET_TABLES if not ctx.warehouse.exists(t)]
@@ -246,20 +260,75 @@ def llamafactory_info(name: str, fmt: str, mixtures: list[str]) -> dict[str, Any
 
 
 def export_release(ctx: Any, name: str, fmt: str, out_dir: str | Path) -> Path:
-    """Write the release's shards, dataset_info.json and manifest.json under ``out_dir/name``."""
+    """Write the release's shards, dataset_info.json and manifest.json under ``out_dir/name``.
+
+    Everything is written into a fresh temporary folder inside ``out_dir`` that is renamed to ``name`` at
+    the end, so a crash leaves no half-written export. Nothing that this call did not create is ever
+    deleted: an existing ``out_dir/name`` is left alone (an identical earlier export makes this a no-op;
+    anything else is an error that names the folder).
+    """
+    check_release_name(name)
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReleaseError(f"--out {out} is a file, not a folder")
+    target = out / name
+    if target.exists() or target.is_symlink():
+        _check_replaceable(target, name)
     rel = release_row(ctx, name)
     if rel is None:
         known = []
         if ctx.warehouse.exists("releases"):
             known = [r["release"] for r in ctx.warehouse.read("releases").select("release").collect()]
         raise ReleaseError(f"no release named {name!r}; releases: {', '.join(sorted(known)) or 'none'}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=out))
+    except OSError as err:
+        raise ReleaseError(f"cannot write under --out {out}: {err.strerror or err}") from err
+    try:
+        _write_export(ctx, name, fmt, rel, tmp)
+        if target.exists():  # an earlier export of this release: keep it when it is the same bytes
+            if _same_export(target, tmp):
+                log.info("export %s (%s): %s already holds identical files", name, fmt, target)
+                return target
+            raise ReleaseError(f"{target} already holds a different export of {name!r}; move it away or "
+                               "choose another --out (existing files are never deleted)")
+        os.rename(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)  # only the temporary folder this call created
+    log.info("export %s (%s): files under %s", name, fmt, target)
+    return target
+
+
+def _check_replaceable(target: Path, name: str) -> None:
+    """An existing ``out/name`` must be an earlier export of the same release (else: a one-line error)."""
+    manifest = target / "manifest.json"
+    if target.is_symlink() or not target.is_dir() or not manifest.is_file():
+        raise ReleaseError(f"{target} already exists and is not an export of release {name!r}; "
+                           "choose another --out (existing files are never deleted)")
+    try:
+        recorded = json.loads(manifest.read_text(encoding="utf-8")).get("release")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded != name:
+        raise ReleaseError(f"{target} already exists and is not an export of release {name!r}; "
+                           "choose another --out (existing files are never deleted)")
+
+
+def _same_export(existing: Path, new: Path) -> bool:
+    """Same manifest (files, sizes, hashes), and the files on disk still match it."""
+    try:
+        same = (existing / "manifest.json").read_bytes() == (new / "manifest.json").read_bytes()
+    except OSError:
+        return False
+    return same and not verify_export(existing)
+
+
+def _write_export(ctx: Any, name: str, fmt: str, rel: dict[str, Any], tmp: Path) -> None:
     versions, counts = rel["table_versions"], rel["row_counts"]
-    target = Path(out_dir) / name
-    tmp = Path(out_dir) / f".{name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     per_shard = ctx.config.datasets.export_rows_per_shard
     files: list[dict[str, Any]] = []
     files += _write_shards(_sft_export(ctx.warehouse.read("sft", versions["sft"])), counts["sft"],
@@ -290,10 +359,6 @@ def export_release(ctx: Any, name: str, fmt: str, out_dir: str | Path) -> Path:
         "files": sorted(entries, key=lambda e: e["path"]),
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    log.info("export %s (%s): %d files under %s", name, fmt, len(entries), target)
-    return target
 
 
 def verify_export(folder: str | Path) -> list[str]:

@@ -25,6 +25,7 @@ from medcorpus import dedup as _dedup
 from medcorpus import release as _release
 from medcorpus.config import Config
 from medcorpus.errors import InputError
+from medcorpus.redact import Policy
 from medcorpus.registry import Warehouse
 from medcorpus.runlog import StageReport, write_report
 
@@ -65,7 +66,8 @@ def run_ingest(ctx: RunContext, sources: list[str], forced_format: str | None = 
     if not files:
         raise InputError(f"no files found under {', '.join(sources)}")
 
-    records = ingest_mod.read_records(ctx.spark, files, limits, ctx.config.ingest.files_per_partition)
+    records = ingest_mod.read_records(ctx.spark, files, limits, ctx.config.ingest.files_per_partition,
+                                      Policy.of(ctx.config))
     records = ingest_mod.with_doc_ids(records).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         outcome = {
@@ -74,6 +76,11 @@ def run_ingest(ctx: RunContext, sources: list[str], forced_format: str | None = 
         }
         report.rows_in = sum(outcome.values())
         ok_rows = sum(n for (status, _), n in outcome.items() if status == "ok")
+        pii = {
+            r["key"]: int(r["n"])
+            for r in records.select(F.explode(F.from_json("pii", "map<string,int>")))
+            .groupBy("key").agg(F.sum("value").alias("n")).collect()
+        }
         metrics = ctx.warehouse.merge_new_rows(
             "raw_documents", ingest_mod.documents_of(records, ctx.run_id), stage="ingest"
         )
@@ -95,8 +102,9 @@ def run_ingest(ctx: RunContext, sources: list[str], forced_format: str | None = 
     report.rows_removed = report.rows_in - report.rows_out - report.rows_quarantined
     report.removed_by_reason = reasons
     report.table_version = ctx.warehouse.version("raw_documents")
+    report.note = "pii redacted: " + (", ".join(f"{k}={v}" for k, v in sorted(pii.items())) or "none")
     if inserted == 0:
-        report.note = "no new records: every record was already ingested or quarantined"
+        report.note = "no new records: every record was already ingested or quarantined; " + report.note
     write_report(ctx.spark, ctx.warehouse, report.finish())
     return report
 
@@ -119,7 +127,7 @@ def pending_for_stage(ctx: RunContext, input_table: str, output_table: str, stag
 def run_normalize(ctx: RunContext) -> StageReport:
     report = StageReport("normalize")
     pending = pending_for_stage(ctx, "raw_documents", "documents", "normalize")
-    normalized = normalize_mod.normalize_documents(pending, ctx.config.normalize, ctx.run_id).persist(
+    normalized = normalize_mod.normalize_documents(pending, ctx.config.normalize, ctx.run_id, ctx.config).persist(
         StorageLevel.MEMORY_AND_DISK
     )
     try:
@@ -191,11 +199,19 @@ PIPELINE_STAGES: list[tuple[str, StageFn]] = [
 ]
 
 
+def stage_names() -> list[str]:
+    return ["ingest", *(name for name, _ in PIPELINE_STAGES)]
+
+
+def check_until(until: str | None) -> None:
+    """``--until`` must name a pipeline stage (checked before Spark starts)."""
+    if until is not None and until not in stage_names():
+        raise InputError(f"unknown stage {until!r} for --until; stages: {', '.join(stage_names())}")
+
+
 def run_pipeline(ctx: RunContext, sources: list[str], until: str | None = None) -> list[StageReport]:
     """ingest -> normalize -> every later registered stage, stopping after ``until`` when given."""
-    names = ["ingest", *(name for name, _ in PIPELINE_STAGES)]
-    if until is not None and until not in names:
-        raise InputError(f"unknown stage {until!r}; stages: {', '.join(names)}")
+    check_until(until)
     from medcorpus.validation import StageGate  # GX: what a stage wrote is validated before the next runs
 
     gate = StageGate(ctx)

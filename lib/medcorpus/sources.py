@@ -103,35 +103,93 @@ def open_binary(uri: str, limits: ReaderLimits) -> IO[bytes]:
     return open(uri, "rb")
 
 
+class CorruptStream(OSError):
+    """A compressed stream that broke; ``lost_bytes`` compressed bytes from the break to the end were not
+    decoded (0 when the stream just ended early)."""
+
+    def __init__(self, message: str, lost_bytes: int = 0):
+        super().__init__(message)
+        self.lost_bytes = lost_bytes
+
+
 class SalvagingGunzip(io.RawIOBase):
     """gunzip that hands out every byte it could decompress before raising on a truncated or corrupt
-    stream — so the records before the break are kept and the break itself is quarantined."""
+    stream — so the records before the break are kept and the break itself is quarantined.
+
+    A chunk that fails to decompress is fed again byte by byte from the state before it, so the output up
+    to the first bad byte is kept (a junk tail or a flipped byte loses only what follows it). The error
+    raised after the last good byte is a :class:`CorruptStream` that says how many compressed bytes were lost.
+    """
 
     def __init__(self, raw: IO[bytes], chunk: int = 1 << 16):
         self._raw = raw
         self._chunk = chunk
-        self._dec = zlib.decompressobj(wbits=31)
+        self._dec: Any = zlib.decompressobj(wbits=31)
+        self._member_done = False  # the current member ended; a new one starts with the next byte
         self._buf = b""
         self._eof = False
+        self._broken: Exception | None = None
+        self._fed = 0  # compressed bytes fed before the current chunk
 
     def readable(self) -> bool:
         return True
+
+    def _feed(self, data: bytes) -> None:
+        out: list[bytes] = []
+        pos = 0
+        while pos < len(data):
+            if self._member_done:  # multi-member gzip (or junk after the last member)
+                self._dec = zlib.decompressobj(wbits=31)
+                self._member_done = False
+            piece = data[pos:]
+            saved = self._dec.copy()
+            try:
+                out.append(self._dec.decompress(piece))
+                used = len(piece) - len(self._dec.unused_data) if self._dec.eof else len(piece)
+            except zlib.error:
+                self._dec = saved
+                used, err = self._salvage(piece, out)
+                if err is not None:
+                    self._break(f"{err} at compressed byte {self._fed + pos + used}", len(data) - pos - used)
+                    break
+            if self._dec.eof:
+                self._member_done = True
+            pos += used
+        self._fed += len(data)
+        self._buf += b"".join(out)
+
+    def _salvage(self, piece: bytes, out: list[bytes]) -> tuple[int, Exception | None]:
+        """Feed ``piece`` byte by byte; (bytes used, the error at the first bad byte or None)."""
+        for i in range(len(piece)):
+            try:
+                out.append(self._dec.decompress(piece[i : i + 1]))
+            except zlib.error as err:
+                return i, err
+            if self._dec.eof:
+                return i + 1, None
+        return len(piece), None
+
+    def _break(self, why: str, lost_in_chunk: int) -> None:
+        lost = lost_in_chunk
+        while True:  # the rest of the file is not decodable: count it, so the loss is on record
+            rest = self._raw.read(1 << 20)
+            if not rest:
+                break
+            lost += len(rest)
+        self._eof = True
+        self._broken = CorruptStream(f"corrupt compressed data: {why}; {lost} compressed bytes lost", lost)
 
     def readinto(self, b: Any) -> int:  # type: ignore[override]
         while not self._buf and not self._eof:
             data = self._raw.read(self._chunk)
             if not data:
                 self._eof = True
-                if not self._dec.eof:
-                    self._broken = EOFError("compressed stream ended before the end-of-stream marker")
+                if not self._member_done:
+                    self._broken = CorruptStream("compressed stream ended before the end-of-stream marker", 0)
                 break
-            self._buf = self._dec.decompress(data)
-            while self._dec.eof and self._dec.unused_data:  # multi-member gzip
-                rest = self._dec.unused_data
-                self._dec = zlib.decompressobj(wbits=31)
-                self._buf += self._dec.decompress(rest)
+            self._feed(data)
         if not self._buf:
-            broken = getattr(self, "_broken", None)
+            broken = self._broken
             if broken is not None:
                 self._broken = None
                 raise broken
@@ -251,6 +309,49 @@ def _read_line(stream: IO[bytes], limit: int) -> tuple[bytes, bool]:
     return head, True
 
 
+def _utf16_lines(stream: IO[bytes], limit: int) -> Iterator[bytes]:
+    """The lines of a UTF-16 stream (BOM first) re-encoded as UTF-8, so the JSONL loop reads them like
+    any other file (splitting UTF-16 bytes at b"\\n" would cut every character after the first line).
+
+    On bytes that are not UTF-16 the lines decoded before them are yielded, then the UnicodeDecodeError.
+    """
+    decoder = codecs.getincrementaldecoder("utf-16")()
+    pending = ""
+    first = True
+    while True:
+        chunk = stream.read(1 << 16)
+        try:
+            pending += decoder.decode(chunk, final=not chunk)
+            broken = None
+        except UnicodeDecodeError as err:
+            good = err.object[: err.start].decode(err.encoding, errors="ignore")
+            pending += good.removeprefix("\ufeff") if first else good  # the BOM when the first chunk broke
+            broken = err
+        first = False
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            yield (line + "\n").encode("utf-8", errors="surrogatepass")
+        if broken is not None:
+            raise broken
+        if not chunk:
+            if pending:
+                yield pending.encode("utf-8", errors="surrogatepass")
+            return
+
+
+class _LineSource:
+    """``_read_line`` over a byte stream or over re-encoded UTF-16 lines."""
+
+    def __init__(self, stream: IO[bytes], lines: Iterator[bytes] | None = None):
+        self.stream, self.lines = stream, lines
+
+    def read_line(self, limit: int) -> tuple[bytes, bool]:
+        if self.lines is None:
+            return _read_line(self.stream, limit)
+        line = next(self.lines, b"")
+        return (line[:4096], True) if len(line) > limit and not line.endswith(b"\n") else (line, False)
+
+
 def read_jsonl(uri: str, limits: ReaderLimits) -> Iterator[Record]:
     with open_binary(uri, limits) as raw_stream:
         inner = maybe_gunzip(raw_stream, uri)
@@ -258,11 +359,14 @@ def read_jsonl(uri: str, limits: ReaderLimits) -> Iterator[Record]:
         line_no = 0
         encoding: str | None = None
         seen_any = False
+        source = _LineSource(stream)
         try:
             while True:
                 if encoding is None:
                     encoding = sniff_encoding(stream.peek(1 << 16)[: 1 << 16])
-                line, too_long = _read_line(stream, limits.max_line_bytes)
+                    if encoding == "utf-16":  # re-encoded to utf-8 line by line; the record keeps "utf-16"
+                        source = _LineSource(stream, _utf16_lines(stream, limits.max_line_bytes))
+                line, too_long = source.read_line(limits.max_line_bytes)
                 if not line:
                     break
                 line_no += 1
@@ -279,11 +383,23 @@ def read_jsonl(uri: str, limits: ReaderLimits) -> Iterator[Record]:
                 if not line.strip():
                     continue  # blank separator lines are not records
                 seen_any = True  # a file of blank lines only is quarantined as empty, not dropped unseen
-                yield parse_json_record(line, line_no, encoding, limits)
+                if source.lines is not None:
+                    record = parse_json_record(line, line_no, "utf-8", limits)
+                    record.encoding = "utf-16" if record.encoding else None
+                    yield record
+                else:
+                    yield parse_json_record(line, line_no, encoding, limits)
+        except UnicodeDecodeError as err:  # only the UTF-16 path decodes while reading
+            yield Record(QUARANTINE, line_no + 1, reason="bad_utf16",
+                         detail=f"UTF-16 text broke after {line_no} lines: {err}"[:500])
+            return
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
+            lost = getattr(err, "lost_bytes", None)
             yield Record(
                 QUARANTINE, line_no + 1, reason="corrupt_compression",
-                detail=f"stream broke after {line_no} lines: {type(err).__name__}: {err}",
+                detail=f"stream broke after {line_no} lines"
+                + (f", {lost} compressed bytes lost" if lost is not None else "")
+                + f": {type(err).__name__}: {err}",
             )
             return
         if not seen_any:
@@ -355,7 +471,7 @@ def read_text_file(uri: str, limits: ReaderLimits) -> Iterator[Record]:
     with open_binary(uri, limits) as raw_stream:
         stream = maybe_gunzip(raw_stream, uri)
         try:
-            data = stream.read(limits.max_record_bytes * 4 + 1)
+            data = _read_up_to(stream, limits.max_record_bytes * 4 + 1)
             oversized = len(data) > limits.max_record_bytes * 4
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
             yield Record(QUARANTINE, 0, reason="corrupt_compression", detail=f"{type(err).__name__}: {err}")
@@ -375,6 +491,19 @@ def read_text_file(uri: str, limits: ReaderLimits) -> Iterator[Record]:
         return
     title = uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
     yield finish_text_record(text.lstrip("\ufeff"), 0, used, limits, title=title)
+
+
+def _read_up_to(stream: IO[bytes], n: int) -> bytes:
+    """``n`` bytes or up to the end: a raw stream (the gunzip) may return fewer per read()."""
+    parts: list[bytes] = []
+    left = n
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
 
 
 def read_parquet(uri: str, limits: ReaderLimits) -> Iterator[Record]:
@@ -475,12 +604,25 @@ def _http_charset(headers: Any) -> str | None:
 
 
 def read_warc(uri: str, limits: ReaderLimits) -> Iterator[Record]:
-    """WARC responses (HTML -> text) and WET conversion records (text as is)."""
-    from warcio.archiveiterator import ArchiveIterator
-    from warcio.exceptions import ArchiveLoadFailed
+    """WARC responses (HTML -> text) and WET conversion records (text as is).
 
-    position = -1
-    with open_binary(uri, limits) as stream:
+    A ``.gz`` archive is decompressed by :class:`SalvagingGunzip` (every member in turn), so a cut or
+    corrupt file keeps the records before the break. A record the file ends inside is quarantined as
+    ``truncated_warc`` (never kept as a shortened document); an archive that breaks elsewhere is
+    ``corrupt_warc``, with the compressed bytes lost when known.
+    """
+    from warcio.archiveiterator import ArchiveIterator
+
+    position = -1  # index of the current record
+    in_body = False  # reading the current record's payload (a break there is that record's)
+    last_cut = False  # the last record was quarantined as truncated_warc
+    with open_binary(uri, limits) as raw_stream:
+        stream: IO[bytes]
+        if uri.lower().endswith(".gz"):
+            # unbuffered: a BufferedReader would drop the bytes it holds when the next read raises
+            stream = SalvagingGunzip(raw_stream)  # type: ignore[assignment]
+        else:
+            stream = tail = _TailKeeper(raw_stream)  # type: ignore[assignment]
         try:
             for record in ArchiveIterator(stream, arc2warc=True):
                 position += 1
@@ -490,10 +632,20 @@ def read_warc(uri: str, limits: ReaderLimits) -> Iterator[Record]:
                 if rtype not in ("response", "conversion", "resource"):
                     yield Record(SKIPPED, position, reason="warc_non_document", detail=rtype, record_key=key)
                     continue
+                in_body = True
                 payload = record.content_stream().read(limits.max_record_bytes * 4 + 1)
+                in_body = False
                 if len(payload) > limits.max_record_bytes * 4:
                     yield Record(QUARANTINE, position, reason="too_large", detail="WARC payload too large",
                                  record_key=key, url=url, raw=preview(payload, limits.payload_chars))
+                    continue
+                missing = int(getattr(record.raw_stream, "limit", 0) or 0)
+                if missing > 0:  # the file ended inside this record's Content-Length
+                    last_cut = True
+                    yield Record(QUARANTINE, position, reason="truncated_warc",
+                                 detail=f"the file ends inside this record: {missing} of its {record.length} "
+                                 "bytes are missing", record_key=key, url=url,
+                                 raw=preview(payload, limits.payload_chars))
                     continue
                 charset = _http_charset(record.http_headers)
                 preferred = charset if charset and _known_codec(charset) else sniff_encoding(payload[: 1 << 16])
@@ -507,12 +659,46 @@ def read_warc(uri: str, limits: ReaderLimits) -> Iterator[Record]:
                 if rtype == "response" and ("html" in ctype.lower() or text.lstrip()[:200].lower().startswith(("<!doctype", "<html"))):
                     text, title = html_to_text(text)
                 yield finish_text_record(text, position, used, limits, record_key=key, url=url, title=title)
-        except (ArchiveLoadFailed, EOFError, gzip.BadGzipFile, zlib.error, OSError, ValueError) as err:
-            yield Record(QUARANTINE, position + 1, reason="corrupt_warc",
-                         detail=f"archive broke after {position + 1} records: {type(err).__name__}: {err}"[:500])
+        except Exception as err:  # noqa: BLE001 - warcio raises many types (even AttributeError) on a cut archive
+            cut = isinstance(err, CorruptStream) and err.lost_bytes == 0 or _at_end(stream)
+            lost = f"; {err.lost_bytes} compressed bytes lost" if isinstance(err, CorruptStream) and err.lost_bytes else ""
+            broken_at = position if in_body else position + 1
+            yield Record(QUARANTINE, broken_at, reason="truncated_warc" if cut else "corrupt_warc",
+                         detail=(f"archive {'ends inside' if cut else 'broke at'} record {broken_at}, after "
+                                 f"{broken_at} whole records{lost}: {type(err).__name__}: {err}")[:500])
+            return
+        if not uri.lower().endswith(".gz") and not last_cut and tail.cut():
+            # warcio ends quietly when the file stops inside the next record's header block
+            yield Record(QUARANTINE, position + 1, reason="truncated_warc",
+                         detail=f"the file ends inside the header of record {position + 1}")
             return
     if position < 0:
         yield Record(QUARANTINE, -1, reason="empty_file", detail="no WARC records")
+
+
+class _TailKeeper:
+    """A read-only stream that remembers its last bytes: every whole WARC record ends with a blank line."""
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+        self.tail = b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if data:
+            self.tail = (self.tail + data)[-4:]
+        return data
+
+    def cut(self) -> bool:
+        return bool(self.tail) and not self.tail.endswith((b"\r\n\r\n", b"\n\n"))
+
+
+def _at_end(stream: IO[bytes]) -> bool:
+    """True when nothing is left to read (the archive was cut, rather than garbled mid-file)."""
+    try:
+        return not stream.read(1)
+    except Exception:  # noqa: BLE001 - a stream that cannot even be read further is at its end for us
+        return True
 
 
 def _known_codec(name: str) -> bool:

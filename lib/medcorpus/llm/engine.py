@@ -24,6 +24,7 @@ from medcorpus.config import Config
 from medcorpus.llm.client import ClientSettings, Secret
 from medcorpus.llm.prompts import PromptTemplate, load_template, prompt_dir
 from medcorpus.llm.worker import RESULT_SCHEMA, partition_answerer
+from medcorpus.redact import Policy
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,8 @@ def answer(
         n_chunks = max(1, math.ceil(n_misses / llm.commit_every)) if n_misses else 0
         log.info("%s %s: %d items, %d prompts to send in %d chunk(s)", stage, template.ref, usage.items,
                  n_misses, n_chunks)
-        answer_fn = partition_answerer(settings, api_key(config), template, options or {}, llm.failure_raw_chars)
+        answer_fn = partition_answerer(settings, api_key(config), template, options or {}, llm.failure_raw_chars,
+                                       Policy.of(config))
         for chunk in range(n_chunks):
             part = misses.filter(F.pmod(F.xxhash64("cache_key"), F.lit(n_chunks)) == chunk)
             _run_chunk(ctx, stage, template, part, answer_fn, usage)

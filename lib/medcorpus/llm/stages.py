@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from medcorpus.errors import TableMissingError
 from medcorpus.llm import engine
 from medcorpus.llm.client import ClientSettings
+from medcorpus.redact import redact_columns
 from medcorpus.runlog import StageReport, write_report
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,9 @@ def run_annotate(ctx) -> StageReport:
         "doc_id",
         cfg.sample_size,
     ).select("doc_id", F.substring("text", 1, cfg.max_input_chars).alias("text"))
-    docs = docs.persist(StorageLevel.MEMORY_AND_DISK)
+    # documents written by normalize are redacted already; a table from an older run may not be, and this
+    # text is copied into annotations and labelled_* (prompts are redacted again right before sending)
+    docs = redact_columns(docs, ("text",), ctx.config).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         report.rows_in = docs.count()
         if report.rows_in == 0:

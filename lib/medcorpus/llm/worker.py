@@ -17,6 +17,7 @@ import pandas as pd
 
 from medcorpus.llm.client import ChatClient, ChatRequest, ClientSettings, Secret
 from medcorpus.llm.prompts import REPAIR_MESSAGE, PromptTemplate, ReplyError, validate
+from medcorpus.redact import Policy, redact
 
 # Columns of the DataFrame the partition function returns (also the Spark schema below).
 RESULT_COLUMNS = (
@@ -58,9 +59,15 @@ def answer_item(
     variables: Mapping[str, Any],
     seed: int | None,
     options: Mapping[str, Any],
+    policy: Policy | None = None,
 ) -> ItemAnswer:
-    """One item: request, validate; a malformed reply is asked for once more, then it is a failure."""
-    messages = template.render(variables)
+    """One item: request, validate; a malformed reply is asked for once more, then it is a failure.
+
+    Every message is PII-redacted (:mod:`medcorpus.redact`) right before it is sent: nothing unredacted
+    leaves the machine, whatever table the prompt was built from.
+    """
+    policy = policy or Policy()
+    messages = safe_messages(template.render(variables), policy)
     requests = p_tok = c_tok = 0
     raw: str | None = None
     for repair in (False, True):
@@ -78,11 +85,16 @@ def answer_item(
             if repair:
                 return ItemAnswer(cache_key, False, "malformed_reply", str(err), None, raw, None, requests,
                                   p_tok, c_tok)
-            messages = [*messages, {"role": "assistant", "content": raw or ""},
-                        {"role": "user", "content": REPAIR_MESSAGE.format(error=err)}]
+            messages = safe_messages([*messages, {"role": "assistant", "content": raw or ""},
+                                      {"role": "user", "content": REPAIR_MESSAGE.format(error=err)}], policy)
             continue
         return ItemAnswer(cache_key, True, None, None, None, raw, parsed, requests, p_tok, c_tok)
     raise AssertionError("unreachable")
+
+
+def safe_messages(messages: list[dict[str, str]], policy: Policy) -> list[dict[str, str]]:
+    """Chat messages with every content PII-redacted."""
+    return [{**m, "content": redact(m.get("content"), policy) or ""} for m in messages]
 
 
 def answer_batch(
@@ -91,13 +103,14 @@ def answer_batch(
     batch: pd.DataFrame,
     options: Mapping[str, Any],
     raw_chars: int,
+    policy: Policy | None = None,
 ) -> pd.DataFrame:
     """Answer every row of a (cache_key, vars_json, seed) batch through the client's thread pool."""
 
     def one(row: tuple[str, str, Any]) -> ItemAnswer:
         key, vars_json, seed = row
         seed_value = None if seed is None or pd.isna(seed) else int(seed)
-        return answer_item(client, template, key, json.loads(vars_json), seed_value, options)
+        return answer_item(client, template, key, json.loads(vars_json), seed_value, options, policy)
 
     rows = list(zip(batch["cache_key"], batch["vars_json"], batch["seed"], strict=True))
     workers = max(1, min(client.settings.concurrency, len(rows)))
@@ -118,6 +131,7 @@ def partition_answerer(
     template: PromptTemplate,
     options: Mapping[str, Any],
     raw_chars: int,
+    policy: Policy | None = None,
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The ``mapInPandas`` function; everything it closes over is plain picklable data."""
 
@@ -126,7 +140,7 @@ def partition_answerer(
         try:
             for batch in batches:
                 if len(batch):
-                    yield answer_batch(client, template, batch, options, raw_chars)
+                    yield answer_batch(client, template, batch, options, raw_chars, policy)
         finally:
             client.close()
 
