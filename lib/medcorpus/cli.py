@@ -165,8 +165,14 @@ def _check_local_inputs(sources: Sequence[str], config: Config | None = None) ->
                 raise MedcorpusError(f"input path does not exist: {source}")
 
 
+#: Commands that only read the warehouse (no lock, no write probe).
+READ_ONLY_COMMANDS = ("tables", "history")
+
+
 def _check_before_spark(args: argparse.Namespace, config: Config) -> None:
-    """Argument checks that need no JVM: release names, --until, the export folder."""
+    """Checks that need no JVM: release names, --until, the warehouse (a folder, writable, credentials)."""
+    from medcorpus.storage import check_warehouse
+
     if args.command in ("release", "export"):
         from medcorpus.release import check_release_name
 
@@ -175,6 +181,7 @@ def _check_before_spark(args: argparse.Namespace, config: Config) -> None:
         from medcorpus.runner import check_until
 
         check_until(args.until)
+    check_warehouse(config.warehouse, config.s3, writable=args.command not in READ_ONLY_COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,6 +192,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedcorpusError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        conflict = _delta_conflict(err)
+        if conflict is None:
+            raise
+        print(f"error: warehouse busy: another writer changed the same table at the same time ({conflict}); "
+              "rerun when it has finished", file=sys.stderr)
+        return 2
+
+
+_DELTA_CONFLICTS = ("ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+                    "ConcurrentTransactionException", "MetadataChangedException", "ProtocolChangedException",
+                    "ConcurrentWriteException", "DELTA_CONCURRENT")
+
+
+def _delta_conflict(err: BaseException) -> str | None:
+    """The name of Delta's optimistic-concurrency conflict behind ``err`` (None when it is something else)."""
+    seen = 0
+    current: BaseException | None = err
+    while current is not None and seen < 5:
+        text = f"{type(current).__name__}: {current}"
+        for name in _DELTA_CONFLICTS:
+            if name in text:
+                return name
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return None
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -220,6 +252,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         check_llm_ready(config, args.command)  # fail fast: endpoint and prompt template, before Spark
 
+    from medcorpus.storage import WarehouseLock
+
+    lock = WarehouseLock(config.warehouse)
+    if args.command not in READ_ONLY_COMMANDS:
+        lock.acquire()  # one writer per warehouse: a second run fails here, in one line, before Spark starts
+    try:
+        return _run_command(args, config, sources)
+    finally:
+        lock.release()
+
+
+def _run_command(args: argparse.Namespace, config: Config, sources: list[str]) -> int:
     from medcorpus import runner
     from medcorpus.session import build_spark
 

@@ -28,7 +28,7 @@ class _Section(BaseModel):
 class SparkConfig(_Section):
     master: str = Field("local[2]", description="Used only when spark-submit did not set a master.")
     app_name: str = "medcorpus"
-    shuffle_partitions: int = Field(8, description="Local default; AQE coalesces further.")
+    shuffle_partitions: int = Field(8, ge=1, description="Local default; AQE coalesces further.")
     driver_memory: str = "4g"
     delta_package: str = Field(
         "io.delta:delta-spark_4.1_2.13:4.4.0",
@@ -57,13 +57,13 @@ class S3Config(_Section):
 
 
 class IngestConfig(_Section):
-    max_record_bytes: int = Field(8_000_000, description="Records larger than this go to quarantine.")
-    max_line_bytes: int = Field(16_000_000, description="A JSONL line longer than this is quarantined unread.")
-    quarantine_payload_chars: int = Field(2000, description="Raw payload kept in quarantine rows.")
+    max_record_bytes: int = Field(8_000_000, ge=1, description="Records larger than this go to quarantine.")
+    max_line_bytes: int = Field(16_000_000, ge=1, description="A JSONL line longer than this is quarantined unread.")
+    quarantine_payload_chars: int = Field(2000, ge=0, description="Raw payload kept in quarantine rows.")
     max_replacement_ratio: float = Field(
-        0.02, description="Share of U+FFFD after best-effort decoding above which a record is undecodable."
+        0.02, ge=0, le=1, description="Share of U+FFFD after best-effort decoding above which a record is undecodable."
     )
-    files_per_partition: int = Field(4, description="Source files read by one task.")
+    files_per_partition: int = Field(4, ge=1, description="Source files read by one task.")
     text_extensions: tuple[str, ...] = (".txt", ".md", ".text")
     jsonl_extensions: tuple[str, ...] = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
     parquet_extensions: tuple[str, ...] = (".parquet",)
@@ -74,11 +74,11 @@ class IngestConfig(_Section):
 class NormalizeConfig(_Section):
     t2s_config: str = Field("t2s", description="OpenCC conversion used for Traditional -> Simplified.")
     t2s_min_changed_ratio: float = Field(
-        0.02, description="Share of Han characters OpenCC changes above which a doc counts as Traditional."
+        0.02, ge=0, le=1, description="Share of Han characters OpenCC changes above which a doc counts as Traditional."
     )
-    lang_min_confidence: float = Field(0.5, description="Below this the language is 'other'.")
-    zh_tokens_per_han_char: float = 0.7
-    tokens_per_other_char: float = 0.25
+    lang_min_confidence: float = Field(0.5, ge=0, le=1, description="Below this the language is 'other'.")
+    zh_tokens_per_han_char: float = Field(0.7, ge=0)
+    tokens_per_other_char: float = Field(0.25, ge=0)
 
 
 # Sections of the later stages. Each stage's owner fills its own class; keep one class per stage.
@@ -89,26 +89,26 @@ class FilterConfig(_Section):
     A ``max_*`` threshold removes a document whose value is above it, a ``min_*`` one below it.
     """
 
-    zh_min_chars: int = Field(20, description="Fewer non-space characters than this removes a zh/other doc.")
-    zh_max_chars: int = Field(3_000_000, description="More non-space characters than this removes a zh/other doc.")
-    en_min_words: int = Field(12, description="Fewer words than this removes an en doc.")
-    en_max_words: int = Field(1_000_000, description="More words than this removes an en doc.")
+    zh_min_chars: int = Field(20, ge=0, description="Fewer non-space characters than this removes a zh/other doc.")
+    zh_max_chars: int = Field(3_000_000, ge=1, description="More non-space characters than this removes a zh/other doc.")
+    en_min_words: int = Field(12, ge=0, description="Fewer words than this removes an en doc.")
+    en_max_words: int = Field(1_000_000, ge=1, description="More words than this removes an en doc.")
     max_mojibake_ratio: float = Field(
-        0.01, description="Share of characters that are U+FFFD, private-use or typical mojibake (锟斤拷, Ã©, â€) above which a doc goes."
+        0.01, ge=0, le=1, description="Share of characters that are U+FFFD, private-use or typical mojibake (锟斤拷, Ã©, â€) above which a doc goes."
     )
     max_special_char_ratio: float = Field(
-        0.10,
+        0.10, ge=0, le=1,
         description="Share of non-space characters that are symbols outside letters, digits and ordinary "
         "(also medical: % ± × ° ℃ μ / < > =) punctuation — e.g. # @ * | ★ emoji box-drawing.",
     )
-    max_digit_ratio: float = Field(0.30, description="Share of non-space characters that are digits.")
+    max_digit_ratio: float = Field(0.30, ge=0, le=1, description="Share of non-space characters that are digits.")
     min_lines_for_line_rules: int = Field(
-        5, description="Line rules (mean line length, end punctuation) apply only to docs with at least this many lines."
+        5, ge=0, description="Line rules (mean line length, end punctuation) apply only to docs with at least this many lines."
     )
-    zh_min_mean_line_chars: float = Field(4.0, description="Mean characters per non-empty line below which a zh doc goes.")
-    en_min_mean_line_words: float = Field(3.0, description="Mean words per non-empty line below which an en doc goes.")
+    zh_min_mean_line_chars: float = Field(4.0, ge=0, description="Mean characters per non-empty line below which a zh doc goes.")
+    en_min_mean_line_words: float = Field(3.0, ge=0, description="Mean words per non-empty line below which an en doc goes.")
     min_end_punct_frac: float = Field(
-        0.10, description="Share of non-empty lines ending in terminal punctuation (。！？.!?;… quotes/brackets) below which a doc goes."
+        0.10, ge=0, le=1, description="Share of non-empty lines ending in terminal punctuation (。！？.!?;… quotes/brackets) below which a doc goes."
     )
     zh_max_mean_line_chars_for_end_punct: float = Field(
         20.0,
@@ -118,29 +118,29 @@ class FilterConfig(_Section):
     en_max_mean_line_words_for_end_punct: float = Field(
         10.0, description="... and only to en docs whose mean line has fewer words than this."
     )
-    max_dup_line_frac: float = Field(0.30, description="Gopher: share of non-empty lines that repeat an earlier line.")
+    max_dup_line_frac: float = Field(0.30, ge=0, le=1, description="Gopher: share of non-empty lines that repeat an earlier line.")
     max_dup_line_char_frac: float = Field(
-        0.30, description="Share of line characters in repeated lines (Gopher 0.20; COVID dialogues repeat the question once)."
+        0.30, ge=0, le=1, description="Share of line characters in repeated lines (Gopher 0.20; COVID dialogues repeat the question once)."
     )
-    max_dup_para_frac: float = Field(0.30, description="Gopher: share of paragraphs (blank-line separated) that repeat an earlier one.")
-    min_lines_for_dup_rules: int = Field(3, description="Line/paragraph repetition applies to docs with at least this many lines/paragraphs.")
+    max_dup_para_frac: float = Field(0.30, ge=0, le=1, description="Gopher: share of paragraphs (blank-line separated) that repeat an earlier one.")
+    min_lines_for_dup_rules: int = Field(3, ge=0, description="Line/paragraph repetition applies to docs with at least this many lines/paragraphs.")
     min_dup_unit_chars: int = Field(
         20, description="Lines/paragraphs shorter than this (speaker labels, section markers) are left out of repetition."
     )
     max_quote_frac: float = Field(
-        0.40,
+        0.40, ge=0, le=1,
         description="Repetition rules forgive one quote: the longest repeated passage, if it occurs exactly twice, "
         "spans at most max_quote_lines lines and holds at most this share of the characters (a dialogue repeating "
         "the question, a summary repeating the answer). 0 turns this off.",
     )
-    max_quote_lines: int = Field(3, description="Lines a forgiven quote may span (a document pasted twice spans many).")
+    max_quote_lines: int = Field(3, ge=0, description="Lines a forgiven quote may span (a document pasted twice spans many).")
     zh_chars_per_ngram_unit: int = Field(
         2, description="Chinese n-grams are over characters; one English word counts as this many characters (n=2 -> 4 chars)."
     )
     en_min_words_for_ngram_rules: int = Field(100, description="Top/duplicated n-gram rules apply to en docs of at least this many words.")
     zh_min_chars_for_ngram_rules: int = Field(200, description="... and to zh/other docs of at least this many characters.")
     max_repetition_tokens: int = Field(
-        20_000, description="N-gram repetition is measured on the first this-many tokens (words/characters) of a doc."
+        20_000, ge=1, description="N-gram repetition is measured on the first this-many tokens (words/characters) of a doc."
     )
     top_ngram_sizes: tuple[int, ...] = Field((2, 3, 4), description="Gopher top n-gram sizes (in words).")
     en_max_top_ngram_frac: tuple[float, ...] = Field(
@@ -346,16 +346,24 @@ class MixtureConfig(_Section):
     )
     languages: dict[str, float] = Field(..., description="Token share per language zh | en (normalised).")
     medical_min_quality: float = Field(
-        0.0, description="Medical documents need quality_score >= this (0-5 scale of scored_documents)."
+        0.0, ge=0, le=5, description="Medical documents need quality_score >= this (0-5 scale of scored_documents)."
     )
     medical_top_fraction: float = Field(
         1.0, gt=0, le=1,
         description="Keep only this top fraction of the (threshold-passing) medical documents by quality_score.",
     )
-    max_tokens: int | None = Field(None, description="Cap on the mixture's total tokens (None = as many as fit).")
+    max_tokens: int | None = Field(None, ge=1, description="Cap on the mixture's total tokens (None = as many as fit).")
     tolerance: float = Field(
-        0.02, description="Largest allowed |achieved - requested| token share, per component and per language."
+        0.02, ge=0, le=1, description="Largest allowed |achieved - requested| token share, per component and per language."
     )
+
+    @model_validator(mode="after")
+    def _shares_are_weights(self) -> MixtureConfig:
+        for what in ("components", "languages"):
+            shares = getattr(self, what)
+            if any(v < 0 for v in shares.values()) or not any(v > 0 for v in shares.values()):
+                raise ValueError(f"{what} shares must be >= 0 with at least one > 0, got {shares}")
+        return self
 
 
 def _default_mixtures() -> dict[str, MixtureConfig]:
@@ -388,19 +396,19 @@ class DatasetsConfig(_Section):
     sft_sources: tuple[SftSource, ...] = Field(
         default_factory=_default_sft_sources, description="SFT inputs; a missing path is skipped with a warning."
     )
-    min_turn_chars: int = Field(2, description="A message shorter than this (after trim) makes the sample empty_turn.")
+    min_turn_chars: int = Field(2, ge=0, description="A message shorter than this (after trim) makes the sample empty_turn.")
     deita_threshold: float = Field(
         4.0, description="Keep SFT samples with complexity x quality >= this (each 1-5, so 1-25)."
     )
-    confilter_ngram_order: int = Field(3, description="Character n-gram order of the ConFilter language model.")
+    confilter_ngram_order: int = Field(3, ge=1, description="Character n-gram order of the ConFilter language model.")
     confilter_cache_weight: float = Field(
-        0.2, description="Weight of the history cache in the mixture P = (1-w) P_ngram + w P_cache."
+        0.2, ge=0, le=1, description="Weight of the history cache in the mixture P = (1-w) P_ngram + w P_cache."
     )
-    confilter_min_count: int = Field(2, description="N-grams seen fewer times are dropped from the model.")
-    confilter_max_ngrams: int = Field(400_000, description="Model size cap: the most frequent n-grams kept.")
-    confilter_train_rows: int = Field(20_000, description="SFT samples (hash-sampled) the ConFilter LM trains on.")
-    confilter_train_chars: int = Field(2000, description="Characters of each training sample used (the start).")
-    confilter_max_turn_chars: int = Field(1500, description="Characters of a turn scored (longer turns are cut).")
+    confilter_min_count: int = Field(2, ge=1, description="N-grams seen fewer times are dropped from the model.")
+    confilter_max_ngrams: int = Field(400_000, ge=1, description="Model size cap: the most frequent n-grams kept.")
+    confilter_train_rows: int = Field(20_000, ge=1, description="SFT samples (hash-sampled) the ConFilter LM trains on.")
+    confilter_train_chars: int = Field(2000, ge=1, description="Characters of each training sample used (the start).")
+    confilter_max_turn_chars: int = Field(1500, ge=1, description="Characters of a turn scored (longer turns are cut).")
     confilter_lower: float = Field(
         0.55, description="Drop a dialogue whose mean CF = L(turn|history)/L(turn) is below this (turns repeat the history)."
     )
@@ -410,7 +418,7 @@ class DatasetsConfig(_Section):
     decontaminate: bool = Field(
         True, description="Remove SFT/preference rows overlapping the decontaminate stage's benchmark items."
     )
-    export_rows_per_shard: int = Field(50_000, description="Rows per exported shard.")
+    export_rows_per_shard: int = Field(50_000, ge=1, description="Rows per exported shard.")
     auto_release: bool = Field(True, description="`medcorpus run` ends by recording release <prefix><run_id>.")
     auto_release_prefix: str = Field("run-", description="Name prefix of the automatic per-run release.")
 
@@ -449,9 +457,9 @@ class ValidateConfig(_Section):
 class LLMAnnotateConfig(_Section):
     """Stage ``annotate``: two LLM labelling rounds of domain and 0-5 quality (CareBot's seed data)."""
 
-    sample_size: int = Field(2000, description="Documents labelled per run (deterministic sample by doc_id hash).")
+    sample_size: int = Field(2000, ge=0, description="Documents labelled per run (deterministic sample by doc_id hash).")
     min_chars: int = Field(50, description="Shorter documents are not worth labelling and are not sampled.")
-    max_input_chars: int = Field(2000, description="Text sent to the model is cut to this many characters.")
+    max_input_chars: int = Field(2000, ge=1, description="Text sent to the model is cut to this many characters.")
     domain_labels: tuple[str, ...] = Field(
         ("general", "clinical", "tcm", "pharmacy", "consumer_health"),
         description="Allowed domain labels; 'general' is non-medical, the rest are medical sub-domains.",
@@ -474,17 +482,17 @@ class LLMTranslateConfig(_Section):
         "non-space characters at or above which a zh document counts as classical.",
     )
     min_paragraph_chars: int = Field(2, description="Shorter paragraphs (after trimming) are not sent.")
-    max_docs: int = Field(0, description="Documents translated per run (0 = all classical documents).")
+    max_docs: int = Field(0, ge=0, description="Documents translated per run (0 = all classical documents).")
     template: str = "translate.v1"
 
 
 class LLMGenerateQAConfig(_Section):
     """Stage ``generate-qa``: QA pairs from documents into the sft messages format."""
 
-    pairs_per_doc: int = Field(3, description="QA pairs asked for per document.")
+    pairs_per_doc: int = Field(3, ge=1, description="QA pairs asked for per document.")
     min_chars: int = Field(100, description="Documents shorter than this are not used.")
-    max_input_chars: int = Field(3000, description="Text sent to the model is cut to this many characters.")
-    max_docs: int = Field(0, description="Documents used per run (0 = all).")
+    max_input_chars: int = Field(3000, ge=1, description="Text sent to the model is cut to this many characters.")
+    max_docs: int = Field(0, ge=0, description="Documents used per run (0 = all).")
     medical_only: bool = Field(
         True, description="When the input has a 'domain' column, keep only rows whose domain is 'medical'."
     )
@@ -494,7 +502,7 @@ class LLMGenerateQAConfig(_Section):
 class LLMJudgeConfig(_Section):
     """Stage ``judge``: a second doctor answer, then scores on four aspects -> subjective preference pairs."""
 
-    max_items: int = Field(0, description="Prompts judged per run (0 = all).")
+    max_items: int = Field(0, ge=0, description="Prompts judged per run (0 = all).")
     answer_template: str = Field("doctor_answer.v1", description="Template that writes the competing answer.")
     template: str = "judge.v1"
     min_margin: float = Field(
@@ -517,12 +525,12 @@ class LLMConfig(_Section):
     api_key_env: str = Field("MEDCORPUS_LLM_API_KEY", description="Environment variable holding the API key.")
     concurrency: int = Field(4, ge=1, description="Requests in flight per partition (threads per partition).")
     partitions: int = Field(2, ge=1, description="Partitions calling the endpoint at once (total = x concurrency).")
-    connect_timeout_s: float = Field(10.0, description="TCP connect timeout.")
-    request_timeout_s: float = Field(120.0, description="Socket read timeout per request.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="TCP connect timeout.")
+    request_timeout_s: float = Field(120.0, gt=0, description="Socket read timeout per request.")
     max_retries: int = Field(5, ge=0, description="Retries after the first attempt on 429/5xx/timeouts.")
-    backoff_base_s: float = Field(1.0, description="First backoff; doubles per retry, with jitter.")
-    backoff_max_s: float = Field(30.0, description="Cap of one backoff sleep.")
-    retry_after_max_s: float = Field(120.0, description="Cap on an honoured Retry-After header.")
+    backoff_base_s: float = Field(1.0, ge=0, description="First backoff; doubles per retry, with jitter.")
+    backoff_max_s: float = Field(30.0, ge=0, description="Cap of one backoff sleep.")
+    retry_after_max_s: float = Field(120.0, ge=0, description="Cap on an honoured Retry-After header.")
     retry_seed: int = Field(0, description="Seed of the backoff jitter (deterministic per item and attempt).")
     temperature: float = 0.2
     max_tokens: int = 1024
@@ -530,7 +538,7 @@ class LLMConfig(_Section):
     commit_every: int = Field(
         256, ge=1, description="Responses written to llm_cache per chunk: a killed run loses at most one chunk."
     )
-    failure_raw_chars: int = Field(4000, description="Raw model text kept in llm_failures rows.")
+    failure_raw_chars: int = Field(4000, ge=0, description="Raw model text kept in llm_failures rows.")
     price_per_1k_prompt_tokens: float = Field(0.0, description="For the cost estimate in run_log/llm_usage.")
     price_per_1k_completion_tokens: float = 0.0
     annotate: LLMAnnotateConfig = LLMAnnotateConfig()

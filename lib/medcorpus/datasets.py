@@ -22,6 +22,7 @@ from medcorpus import preference as pref_mod
 from medcorpus import pretrain as pt_mod
 from medcorpus import sft as sft_mod
 from medcorpus.errors import MedcorpusError, TableMissingError
+from medcorpus.redact import redact_columns, redact_struct_arrays
 from medcorpus.registry import table_spec
 from medcorpus.runlog import StageReport, count_by, write_report
 from medcorpus.sft_import import import_sources
@@ -29,6 +30,17 @@ from medcorpus.sft_import import import_sources
 log = logging.getLogger(__name__)
 
 DOCUMENT_TABLES = ("unique_documents", "scored_documents", "clean_documents", "documents")
+
+# The text of SFT candidates and preference pairs that the PII policy (medcorpus.redact) covers.
+SFT_TEXT_COLUMNS = ("question", "answer", "explanation", "raw")
+SFT_TEXT_ARRAYS = {"messages": ("content",), "options": ("text",), "responses": ("content",)}
+PREFERENCE_TEXT_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+def redact_sft(candidates: DataFrame, config: Any) -> DataFrame:
+    """SFT candidates with every text field PII-redacted: messages, options, responses, question, answer,
+    explanation and the raw payload of records the importer rejected (quarantine)."""
+    return redact_struct_arrays(redact_columns(candidates, SFT_TEXT_COLUMNS, config), SFT_TEXT_ARRAYS, config)
 
 
 def _table_exists(ctx: Any, name: str) -> bool:
@@ -153,7 +165,7 @@ def run_sft(ctx: Any) -> StageReport:
     if generated is not None:
         candidates = candidates.unionByName(generated)
         notes.append("with generated_qa rows")
-    candidates = candidates.persist(StorageLevel.MEMORY_AND_DISK)
+    candidates = redact_sft(candidates, ctx.config).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         errors = candidates.filter(F.col("error").isNotNull())
         scored = sft_mod.with_scores(candidates.filter(F.col("error").isNull()), ctx.config.normalize)
@@ -209,7 +221,8 @@ def run_preference(ctx: Any) -> StageReport:
     pairs = pref_mod.objective_pairs(sft, cfg.seed).unionByName(pref_mod.subjective_pairs(sft))
     if _table_exists(ctx, "judged_preferences"):  # the LLM judge's pairs (subjective, CareBot-style)
         pairs = pairs.unionByName(pref_mod.judged_pairs(ctx.warehouse.read("judged_preferences")))
-    pairs = pairs.persist(StorageLevel.MEMORY_AND_DISK)
+    # sft is redacted already; judged pairs carry model text: the policy runs on every pair
+    pairs = redact_columns(pairs, PREFERENCE_TEXT_COLUMNS, ctx.config).persist(StorageLevel.MEMORY_AND_DISK)
     notes = []
     try:
         reasons = count_by(pairs, "reject_reason")

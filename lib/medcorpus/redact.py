@@ -304,7 +304,8 @@ def redact_columns(df: DataFrame, columns: Iterable[str], cfg: Any = None) -> Da
 def redact_messages(messages: Column, cfg: Any = None, field: str = "content") -> Column:
     """An array of structs (chat messages, options, responses) with ``field`` of every element redacted."""
     policy = Policy.of(cfg)
-    return F.transform(messages, lambda m: m.withField(field, redact_column(m[field], policy)))
+    # coalesce keeps a non-nullable field non-nullable (the redacted value is null only when the input is)
+    return F.transform(messages, lambda m: m.withField(field, F.coalesce(redact_column(m[field], policy), m[field])))
 
 
 def redact_struct_arrays(df: DataFrame, arrays: Mapping[str, Sequence[str]], cfg: Any = None) -> DataFrame:

@@ -120,3 +120,112 @@ def read_bytes(uri: str, s3: S3Config) -> bytes:
         bucket, key = split_s3(uri)
         return s3_client(s3).get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
     return Path(uri).read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the warehouse: checked before Spark starts, and locked against a second writer
+# ---------------------------------------------------------------------------------------------------
+LOCK_NAME = ".medcorpus.lock"
+
+
+def check_warehouse(uri: str, s3: S3Config, writable: bool = True) -> None:
+    """Fail in one line, before any input is read, when the warehouse cannot be used.
+
+    Local: the path must not be a file, and (``writable``) a probe file must be creatable in it or in its
+    nearest existing parent folder. ``s3a://``: credentials must be configured and the bucket reachable.
+    """
+    from medcorpus.errors import ConfigError
+
+    if is_s3(uri):
+        _check_s3_warehouse(uri, s3)
+        return
+    path = Path(uri.removeprefix("file:"))
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"warehouse {uri} is a file, not a folder; pass --warehouse with a folder path")
+    if not writable:
+        return
+    probe_dir = path
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise ConfigError(f"warehouse {uri} cannot be created: {probe_dir} is a file")
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".medcorpus-probe-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"warehouse {uri} is not writable ({probe_dir}: {err.strerror or err}); "
+                          "pass --warehouse with a writable folder") from None
+
+
+def _check_s3_warehouse(uri: str, s3: S3Config) -> None:
+    from medcorpus.errors import ConfigError
+
+    bucket, _ = split_s3(uri)
+    if not (os.environ.get(s3.access_key_env) and os.environ.get(s3.secret_key_env)):
+        import boto3
+
+        if boto3.Session().get_credentials() is None:
+            raise ConfigError(f"warehouse {uri}: no S3 credentials; set {s3.access_key_env} and "
+                              f"{s3.secret_key_env} (or an AWS profile)")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        s3_client(s3).head_bucket(Bucket=bucket)
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "?")
+        raise ConfigError(f"warehouse {uri}: bucket {bucket!r} is not usable (S3 error {code})") from None
+    except BotoCoreError as err:
+        raise ConfigError(f"warehouse {uri}: cannot reach S3 ({err})") from None
+
+
+class WarehouseLock:
+    """An exclusive ``flock`` on ``<warehouse>/.medcorpus.lock`` for one writing command.
+
+    The kernel drops it when the process ends, however it ends, so a killed run never leaves a stale
+    lock. ``s3a://`` warehouses have no such lock (Delta's optimistic concurrency still protects the
+    tables; its conflict errors are reported in one line by the CLI).
+    """
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self._fh: Any = None
+
+    def acquire(self) -> WarehouseLock:
+        import fcntl
+
+        from medcorpus.errors import MedcorpusError
+
+        if is_s3(self.uri):
+            return self
+        folder = Path(self.uri.removeprefix("file:"))
+        folder.mkdir(parents=True, exist_ok=True)
+        fh = open(folder / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise MedcorpusError(f"warehouse busy: {self.uri} is being written by {holder}; wait for it to "
+                                 "finish (or use another --warehouse)") from None
+        fh.seek(0)
+        fh.truncate()
+        import datetime as dt
+
+        fh.write(f"medcorpus pid {os.getpid()} since {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing the file drops the flock
+            self._fh = None
+
+    def __enter__(self) -> WarehouseLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
