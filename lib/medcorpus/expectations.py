@@ -294,9 +294,9 @@ SPECIFIC: dict[str, list[dict[str, Any]]] = {
         _exp("unexpected_rows_expectation", unexpected_rows_query=_pii_query(
             "mixture, item_id, component", "text", "component <> 'sft'"),
             note="No PII pattern left in document text (%s)." % ", ".join(PII_PATTERNS)),
-        _exp("unexpected_rows_expectation", severity=WARNING, unexpected_rows_query=_pii_query(
+        _exp("unexpected_rows_expectation", unexpected_rows_query=_pii_query(
             "mixture, item_id, component", "text", "component = 'sft'"),
-            note="PII-like patterns in SFT text (not redacted by the filter stage): a warning."),
+            note="No PII pattern left in SFT text (%s, redacted by the sft stage)." % ", ".join(PII_PATTERNS)),
     ],
     "sft": [
         _exp("expect_column_values_to_be_in_set", column="language", value_set=["zh", "en"]),
@@ -307,9 +307,9 @@ SPECIFIC: dict[str, list[dict[str, Any]]] = {
                   "assistant alternate, ending with the assistant."),
         _exp("expect_column_values_to_be_unique", severity=WARNING, column="text_hash",
              note="Exact-duplicate samples."),
-        _exp("unexpected_rows_expectation", severity=WARNING, unexpected_rows_query=_pii_query(
+        _exp("unexpected_rows_expectation", unexpected_rows_query=_pii_query(
             "sample_id", "array_join(transform(messages, m -> m.content), '\\n')"),
-            note="PII-like patterns in SFT messages (not redacted by the filter stage): a warning."),
+            note="No PII pattern left in SFT messages (%s, redacted by the sft stage)." % ", ".join(PII_PATTERNS)),
     ],
     "preference": [
         _exp("expect_column_values_to_be_in_set", column="kind", value_set=["objective", "subjective"]),
@@ -320,9 +320,10 @@ SPECIFIC: dict[str, list[dict[str, Any]]] = {
         _exp("unexpected_rows_expectation", unexpected_rows_query=_query(
             "SELECT pair_id, sample_id, kind FROM {batch} WHERE trim(chosen) = trim(rejected)"),
             note="chosen != rejected."),
-        _exp("unexpected_rows_expectation", severity=WARNING, unexpected_rows_query=_pii_query(
+        _exp("unexpected_rows_expectation", unexpected_rows_query=_pii_query(
             "pair_id", "concat_ws('\\n', prompt, chosen, rejected)"),
-            note="PII-like patterns in preference text: a warning."),
+            note="No PII pattern left in preference text (%s, redacted by the preference stage)."
+                 % ", ".join(PII_PATTERNS)),
     ],
     "judged_preferences": [
         _exp("unexpected_rows_expectation", unexpected_rows_query=_query(

@@ -660,7 +660,8 @@ def read_warc(uri: str, limits: ReaderLimits) -> Iterator[Record]:
                     text, title = html_to_text(text)
                 yield finish_text_record(text, position, used, limits, record_key=key, url=url, title=title)
         except Exception as err:  # noqa: BLE001 - warcio raises many types (even AttributeError) on a cut archive
-            cut = isinstance(err, CorruptStream) and err.lost_bytes == 0 or _at_end(stream)
+            # cut: the data just stops (a gzip without its end, a payload the file ends in); else corrupt
+            cut = err.lost_bytes == 0 if isinstance(err, CorruptStream) else _at_end(stream) and not _junk(err)
             lost = f"; {err.lost_bytes} compressed bytes lost" if isinstance(err, CorruptStream) and err.lost_bytes else ""
             broken_at = position if in_body else position + 1
             yield Record(QUARANTINE, broken_at, reason="truncated_warc" if cut else "corrupt_warc",
@@ -691,6 +692,12 @@ class _TailKeeper:
 
     def cut(self) -> bool:
         return bool(self.tail) and not self.tail.endswith((b"\r\n\r\n", b"\n\n"))
+
+
+def _junk(err: Exception) -> bool:
+    """warcio met bytes that do not even start like a WARC/ARC header (appended junk, not a cut record)."""
+    text = str(err)
+    return "Unknown archive format" in text and "['WAR" not in text and "['war" not in text
 
 
 def _at_end(stream: IO[bytes]) -> bool:
