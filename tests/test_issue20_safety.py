@@ -97,6 +97,16 @@ def test_export_writes_a_temp_folder_inside_out_and_never_deletes_what_it_did_no
     assert (out / "r0" / "manifest.json").exists()
 
 
+def test_cli_export_refuses_a_folder_it_did_not_write_before_spark(tmp_path, capsys, no_spark):
+    out = tmp_path / "dist"
+    (out / "v1").mkdir(parents=True)
+    (out / "v1" / "mine.txt").write_text("x")
+    assert main(["export", "v1", "--out", str(out), "--warehouse", str(tmp_path / "wh")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "already exists and is not an export of release 'v1'" in err
+    assert (out / "v1" / "mine.txt").read_text() == "x"
+
+
 def test_export_into_a_file_is_one_line(tmp_path, monkeypatch):
     from medcorpus.release import ReleaseError, export_release
 

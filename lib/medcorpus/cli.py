@@ -174,9 +174,11 @@ def _check_before_spark(args: argparse.Namespace, config: Config) -> None:
     from medcorpus.storage import check_warehouse
 
     if args.command in ("release", "export"):
-        from medcorpus.release import check_release_name
+        from medcorpus.release import check_export_target, check_release_name
 
         check_release_name(args.name)
+        if args.command == "export":
+            check_export_target(Path(args.out), args.name)
     if args.command == "run" and args.until is not None:
         from medcorpus.runner import check_until
 

@@ -271,11 +271,7 @@ def export_release(ctx: Any, name: str, fmt: str, out_dir: str | Path) -> Path:
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ReleaseError(f"--out {out} is a file, not a folder")
-    target = out / name
-    if target.exists() or target.is_symlink():
-        _check_replaceable(target, name)
+    target = check_export_target(out, name)
     rel = release_row(ctx, name)
     if rel is None:
         known = []
@@ -300,6 +296,16 @@ def export_release(ctx: Any, name: str, fmt: str, out_dir: str | Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)  # only the temporary folder this call created
     log.info("export %s (%s): files under %s", name, fmt, target)
+    return target
+
+
+def check_export_target(out: Path, name: str) -> Path:
+    """``out/name`` when an export may go there (checked before Spark starts, and again at export time)."""
+    if out.exists() and not out.is_dir():
+        raise ReleaseError(f"--out {out} is a file, not a folder")
+    target = out / name
+    if target.exists() or target.is_symlink():
+        _check_replaceable(target, name)
     return target
 
 
