@@ -201,9 +201,8 @@ def redact_record(rec: Record, policy: Policy) -> dict[str, int]:
     return counts
 
 
-def _record_row(rec: Record, source: str, source_file: str, fmt: str | None,
-                policy: Policy | None = None) -> dict[str, object]:
-    counts = redact_record(rec, policy) if policy is not None else {}
+def _record_row(rec: Record, source: str, source_file: str, fmt: str | None, policy: Policy) -> dict[str, object]:
+    counts = redact_record(rec, policy)
     row = asdict(rec)
     row.update(source=source, source_file=source_file, source_format=fmt,
                pii=json.dumps(counts, sort_keys=True) if counts else None)
@@ -212,6 +211,8 @@ def _record_row(rec: Record, source: str, source_file: str, fmt: str | None,
 
 def _read_partition(limits: ReaderLimits, batch_rows: int, batch_chars: int,  # type: ignore[no-untyped-def]
                     policy: Policy | None = None):
+    policy = policy or Policy()  # never unredacted, even when a caller passes no policy
+
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         pending: list[dict[str, object]] = []
         chars = 0
