@@ -368,6 +368,47 @@ def test_user_lexicon_folder_extends_a_category(spark, tmp_path):
     assert filters.filter_documents(df, FilterConfig()).first()["filter_rule"] is None
 
 
+# medical text that holds a lexicon term inside a longer word (issue 17): none may be removed or even counted
+LEXICON_FALSE_POSITIVES = {
+    "tcm_xiazhu": "湿热下注，则足膝肿痛。寒湿下注者，腰脚冷痛。此肝经湿热下注，用龙胆泻肝汤。脾虚湿热下注，宜健脾祛湿。",
+    "injection": "胰岛素皮下注射，一日两次。皮下注射后轻揉注射部位。若需皮下注射低分子肝素，请遵医嘱，转移一下注意力。",
+    "herbal_pills": "珍黄片清热解毒，消肿止痛。牛黄片用于咽喉肿痛。大黄片泻下攻积。姜黄片活血行气，通经止痛。",
+    "nonlinear": "非线性服务曲线用于排队模型；我们比较了线性服务曲线与非线性服务曲线的网络演算结果，给出时延上界。",
+    "home_care": "社区开展护士上门服务和康复上门服务，为卧床老人换药、测血压；医生上门服务每月两次，评估压疮风险。",
+}
+# real-looking spam: still removed by its lexicon rule
+LEXICON_SPAM = {
+    "gambling": ("澳门百家乐在线赌场，真人荷官，注册送38元彩金，首存返水，在线下注，赔率全网最高！" * 2, "gambling"),
+    "porn": ("同城约炮，裸聊一对一，成人视频免费看，上门服务，小姐上门，一夜情交友！" * 2, "porn"),
+    "seo": ("点击这里立即抢购！加微信领取优惠券，全场包邮，限时优惠，扫码关注公众号！" * 2, "ads"),
+    "casino_en": ("Online casino with free spins and a casino bonus! Sports betting, blackjack and roulette, "
+                  "place your bets now. " * 2, "gambling"),
+}
+
+
+def test_lexicon_terms_never_match_inside_medical_words(spark):
+    df = spark.createDataFrame([(k, "zh", v) for k, v in LEXICON_FALSE_POSITIVES.items()],
+                               "doc_id string, lang string, text string")
+    rows = {r["doc_id"]: r for r in filters.filter_documents(df, FilterConfig()).collect()}
+    for name, row in rows.items():
+        hits = {c: row["signals"][f"{c}_hits"] for c in FilterConfig().lexicon_categories}
+        assert sum(hits.values()) == 0, (name, hits)
+        assert row["filter_rule"] is None, (name, row["filter_rule"])
+
+
+def test_lexicon_spam_is_still_removed(spark):
+    df = spark.createDataFrame([(k, "en" if k.endswith("_en") else "zh", t) for k, (t, _) in LEXICON_SPAM.items()],
+                               "doc_id string, lang string, text string")
+    got = {r["doc_id"]: r["filter_rule"] for r in filters.filter_documents(df, FilterConfig()).collect()}
+    assert got == {k: rule for k, (_, rule) in LEXICON_SPAM.items()}
+
+
+def test_protected_words_are_blanked_before_counting():
+    pattern = filters.protected_pattern(FilterConfig())
+    assert pattern is not None and "珍黄片" in pattern and "皮下注" in pattern
+    assert filters.protected_pattern(FilterConfig(lexicon_dirs=("/nonexistent",))) is None
+
+
 def test_missing_lexicon_names_the_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="nosuch.zh.txt"):
         filters.load_lexicon(FilterConfig(lexicon_dirs=(str(tmp_path),)), "nosuch")

@@ -356,6 +356,35 @@ def _cached_patterns(cfg: FilterConfig) -> tuple[tuple[str, str], ...]:
     return tuple((cat, lexicon_pattern(load_lexicon(cfg, cat))) for cat in cfg.lexicon_categories)
 
 
+PROTECT_CATEGORY = "protect"
+
+
+@lru_cache(maxsize=32)
+def protected_pattern(cfg: FilterConfig) -> str | None:
+    """One regex of the protected words (``protect.<lang>.txt`` in the lexicon folders), or None.
+
+    Protected words are medical or ordinary words that contain a lexicon term (珍黄片 contains 黄片, 皮下注射
+    contains 下注, 非线性服务 contains 性服务); they are blanked out before the terms are counted, so a term
+    never matches inside one of them.
+    """
+    found: dict[str, set[str]] = {"zh": set(), "en": set()}
+    for folder in lexicon_dirs(cfg):
+        for lang in found:
+            path = folder / f"{PROTECT_CATEGORY}.{lang}.txt"
+            if path.exists():
+                found[lang].update(read_terms(path))
+    if not any(found.values()):
+        return None
+    return lexicon_pattern({lang: sorted(terms, key=lambda t: (-len(t), t)) for lang, terms in found.items()})
+
+
+def lexicon_text(text: Column, cfg: FilterConfig) -> Column:
+    """The text the lexicon terms are counted in: protected words replaced by U+0001 (lengths unchanged
+    elsewhere, so per-1k densities still divide by the document's own length)."""
+    pattern = protected_pattern(cfg)
+    return text if pattern is None else F.regexp_replace(text, F.lit(pattern), "\u0001")
+
+
 # ---------------------------------------------------------------------------------------------------
 # scoring: DataFrame -> DataFrame (+ signals map)
 # ---------------------------------------------------------------------------------------------------
@@ -381,6 +410,7 @@ def score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
         df.withColumn("_f_lines", lines_of(text))
         .withColumn("_f_nonspace", nonspace_chars(text))
         .withColumn("_f_rep", repetition_column(text, lang, cfg))
+        .withColumn("_f_lex_text", lexicon_text(text, cfg))
         # line/paragraph repetition leaves out the forgiven quote, as the n-gram signals do
         .withColumn("_f_rep_text", without_span(text, F.col("_f_rep.quote_start"), F.col("_f_rep.quote_end")))
         # repetition counts only lines/paragraphs long enough to carry content: speaker labels
@@ -407,13 +437,13 @@ def score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
     for name in repetition_names(cfg):
         sig[name] = F.col("_f_rep")[name]
     for cat, pattern in _cached_patterns(cfg):
-        hits = F.regexp_count(text, F.lit(pattern))
+        hits = F.regexp_count(F.col("_f_lex_text"), F.lit(pattern))
         sig[f"{cat}_hits"] = hits
         sig[f"{cat}_per_1k"] = _ratio(hits * 1000, F.char_length(text))
     pairs: list[Column] = []
     for name in signal_names(cfg):
         pairs += [F.lit(name), F.round(sig[name].cast("double"), 6)]
-    return staged.withColumn("signals", F.create_map(*pairs)).drop("_f_lines", "_f_long_lines", "_f_paras", "_f_rep", "_f_rep_text", "_f_nonspace")
+    return staged.withColumn("signals", F.create_map(*pairs)).drop("_f_lines", "_f_long_lines", "_f_paras", "_f_rep", "_f_rep_text", "_f_nonspace", "_f_lex_text")
 
 
 # ---------------------------------------------------------------------------------------------------
