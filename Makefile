@@ -8,7 +8,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: setup run test test-slow test-fast bench clean demo tables lint cluster-test chromium
+.PHONY: setup run test test-slow test-fast bench clean demo tables lint cluster-test chromium models
 
 setup: $(STAMP) $(JARS)
 
@@ -29,6 +29,11 @@ demo: setup
 
 run: setup
 	$(PY) -m medcorpus.cli run
+
+# Train the shipped default models (domain classifier + quality rater) on every labelled source in
+# ../shared/data, validate them by whole source, and write models/{domain,rater}/model.{npz,json} (committed).
+models: setup
+	$(PY) -m medcorpus.modelbuild build --shared-data ../shared/data --out models --json bench/extraction.json
 
 tables: setup
 	$(PY) -m medcorpus.cli tables

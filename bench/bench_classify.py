@@ -1,9 +1,7 @@
 """Classification throughput on real data: docs/s and chars/s, total and per core.
 
 Texts: real documents from ../shared/data through the labelled builder (several Chinese and English
-sources, medical and general). Model: the default hashed-linear classifier + rater, trained on the seed
-into a temporary folder (throughput does not depend on the weights, only on the feature space, which is the
-default one). Two figures:
+sources, medical and general). Model: the shipped default classifier + rater (models/). Two figures:
 
 * ``spark``: the classify scoring pass (mapInArrow, broadcast model) over a cached DataFrame, written to
   the ``noop`` sink; per core = total / Spark's default parallelism. It also reports the model loads
@@ -47,10 +45,8 @@ def run(spark: Any, args: Any) -> dict[str, Any]:
     texts = _texts(quick)
     chars = sum(len(t) for t in texts)
     tmp = Path(tempfile.mkdtemp(prefix="bench_classify_"))
-    config = load_config(overrides=[f"warehouse={tmp / 'wh'}", f"classify.domain_model_dir={tmp / 'domain'}",
-                                    f"classify.rater_model_dir={tmp / 'rater'}"])
-    ctx = RunContext.create(spark, config)
-    ensure_default_models(ctx)
+    config = load_config(overrides=[f"warehouse={tmp / 'wh'}"])
+    ensure_default_models(RunContext.create(spark, config))
     prepared = prepare_backend(config.classify)
     cores = spark.sparkContext.defaultParallelism
 

@@ -67,7 +67,7 @@ def seed_models(tmp_path_factory) -> Path:
 
     models = tmp_path_factory.mktemp("seed_models")
     cfg = load_config(overrides=[*SMALL, f"classify.domain_model_dir={models / 'domain'}",
-                                 f"classify.rater_model_dir={models / 'rater'}"])
+                                 f"classify.rater_model_dir={models / 'rater'}", "classify.train_if_missing=true"])
     ensure_default_models(SimpleNamespace(config=cfg))
     return models
 
@@ -158,7 +158,7 @@ def _tiny_model(spec: FeatureSpec):
 def test_artifact_round_trip_and_refusals(tmp_path):
     spec = FeatureSpec(hash_bits=10)
     meta = save_artifact(_tiny_model(spec), tmp_path / "m", {"training_data": {"version": "x@v1"}})
-    assert meta["model_version"].startswith(f"{DOMAIN_KIND}-hngram-v1-")
+    assert meta["model_version"].startswith(f"{DOMAIN_KIND}-hngram-v2-")
     loaded = load_artifact(tmp_path / "m", DOMAIN_KIND, feature_spec=spec)
     assert arrays_checksum(loaded.arrays()) == meta["checksum"]
 
@@ -238,7 +238,7 @@ def test_classify_stage_scores_every_document_once(spark, make_config, seed_mode
     assert rows["d004"]["subdomain"] == "tcm" and rows["d001"]["subdomain"] is None
     assert all(0.0 <= r["quality_score"] <= 5.0 for r in rows.values())
     assert abs(sum(rows["d000"]["subdomain_probs"].values()) - 1.0) < 1e-3
-    assert rows["d000"]["classifier_version"].startswith("domain_classifier-hngram-v1-")
+    assert rows["d000"]["classifier_version"].startswith("domain_classifier-hngram-v2-")
     assert "model loads=" in report.note
 
     again = run_classify(RunContext.create(spark, cfg.model_copy(update={"run_id": "cls-2"})))
@@ -311,5 +311,5 @@ def test_missing_model_without_train_if_missing_fails_with_advice(spark, make_co
     from medcorpus.training import ensure_default_models
 
     ctx = RunContext.create(spark, _model_cfg(make_config, tmp_path / "none", "classify.train_if_missing=false"))
-    with pytest.raises(ModelError, match="train-classifier"):
+    with pytest.raises(ModelError, match="make models"):
         ensure_default_models(ctx)

@@ -51,9 +51,9 @@ from medcorpus.textmodel import (
     Featurizer,
     FeatureSpec,
     ModelError,
-    RaterModel,
     load_artifact,
 )
+from medcorpus.rater import QualityRater
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +146,10 @@ def backend_class(name: str) -> type[ScoringBackend]:
 
 @register_backend("hashed_linear")
 class HashedLinearBackend(ScoringBackend):
-    """The default: hashed n-gram features into two linear models (see medcorpus.textmodel)."""
+    """The default: hashed n-grams + medical vocabulary into a calibrated linear domain model
+    (:mod:`medcorpus.textmodel`), and the quality rater on topic-free quality signals (:mod:`medcorpus.rater`)."""
 
-    def __init__(self, domain: DomainModel, rater: RaterModel):
+    def __init__(self, domain: DomainModel, rater: QualityRater):
         self.domain = domain
         self.rater = rater
         self.featurizer = Featurizer(domain.spec)
@@ -157,7 +158,7 @@ class HashedLinearBackend(ScoringBackend):
     def prepare(cls, cfg: ClassifyConfig) -> PreparedModel:
         spec = feature_spec(cfg)
         domain = load_artifact(resolve(cfg.domain_model_dir), DOMAIN_KIND, cfg.domain_model_checksum, spec)
-        rater = load_artifact(resolve(cfg.rater_model_dir), RATER_KIND, cfg.rater_model_checksum, spec)
+        rater = load_artifact(resolve(cfg.rater_model_dir), RATER_KIND, cfg.rater_model_checksum)
         payload = {"spec": spec.as_dict(), "domain": domain.arrays(), "rater": rater.arrays(),
                    "domain_meta": {"model_version": domain.meta["model_version"]},
                    "rater_meta": {"model_version": rater.meta["model_version"]}}
@@ -168,12 +169,12 @@ class HashedLinearBackend(ScoringBackend):
         p = prepared.payload
         spec = FeatureSpec.from_dict(p["spec"])
         return cls(DomainModel.from_arrays(spec, p["domain"], p["domain_meta"]),
-                   RaterModel.from_arrays(spec, p["rater"], p["rater_meta"]))
+                   QualityRater.from_arrays(p["rater"], p["rater_meta"]))
 
     def score(self, texts: list[str]) -> BatchScores:
         X = self.featurizer.transform(texts)
         p_med, sub = self.domain.predict(X)
-        return BatchScores(p_med, self.domain.sub_classes, sub, self.rater.predict(X))
+        return BatchScores(p_med, self.domain.sub_classes, sub, self.rater.predict(texts))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -210,15 +210,20 @@ class ClassifyConfig(_Section):
         description="Scoring backend: a registered name (hashed_linear) or 'package.module:Class' implementing "
         "medcorpus.classify.ScoringBackend (e.g. an ONNX/torch model).",
     )
-    domain_model_dir: str = Field("build/models/domain", description="Folder of the domain classifier artifact.")
-    rater_model_dir: str = Field("build/models/rater", description="Folder of the quality rater artifact.")
+    domain_model_dir: str = Field(
+        "models/domain", description="Folder of the domain classifier artifact (the shipped one is built by `make models`)."
+    )
+    rater_model_dir: str = Field(
+        "models/rater", description="Folder of the quality rater artifact (the shipped one is built by `make models`)."
+    )
     domain_model_checksum: str | None = Field(None, description="Pin: refuse a domain model with another checksum.")
     rater_model_checksum: str | None = Field(None, description="Pin: refuse a rater with another checksum.")
     train_if_missing: bool = Field(
-        True, description="When a model folder is empty, train the default model before scoring (make run)."
+        False, description="When a model folder is empty, train a model before scoring instead of failing. Off: the "
+        "shipped models in models/ are used; on only for tests and experiments (trains on default_training_data)."
     )
     default_training_data: str = Field(
-        "seed", description="What train_if_missing trains on: 'seed' (shipped, fast) or 'shared_data' (real sources)."
+        "seed", description="What train_if_missing trains on: 'seed' (a tiny test fixture) or 'shared_data'."
     )
     medical_threshold: float = Field(0.5, description="p_medical at or above this makes a document 'medical'.")
     subdomain_min_prob: float = Field(

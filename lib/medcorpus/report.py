@@ -285,6 +285,46 @@ def distributions_section(ctx: RunContext) -> Section:
     return sec
 
 
+def plot_reliability(table: list[dict[str, Any]], title: str) -> str:
+    fig, ax = _figure(4.2, 3.6)
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfectly calibrated")
+    ax.plot([r["mean_p"] for r in table], [r["observed_medical"] for r in table], marker="o", color="#4C72B0",
+            label="out of fold")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted p_medical")
+    ax.set_ylabel("observed share medical")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    return _img(fig, title)
+
+
+def calibration_section(ctx: RunContext) -> Section:
+    """The domain model's reliability on sources it never saw (leave-one-source-out, from its model.json)."""
+    from medcorpus.classify import resolve
+
+    sec = Section("Domain classifier calibration")
+    path = resolve(ctx.config.classify.domain_model_dir) / "model.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        sec.blocks.append(f"<p>No model metadata at {html.escape(str(path))}.</p>")
+        return sec
+    validation = meta.get("validation") or {}
+    table = validation.get("reliability") or []
+    if not table:
+        sec.blocks.append("<p>This model carries no out-of-fold reliability table (it was not built by make models).</p>")
+        return sec
+    sec.blocks.append(plot_reliability(table, f"Reliability of {meta.get('model_version', 'the model')}"))
+    overall = validation.get("overall", {})
+    sec.blocks.append(f"<p>{html.escape(validation.get('method', ''))}. Precision {overall.get('precision')}, "
+                      f"recall {overall.get('recall')}, F1 {overall.get('f1')} on {overall.get('n')} documents; "
+                      f"threshold classify.medical_threshold = {ctx.config.classify.medical_threshold}.</p>")
+    sec.blocks.append(_table(["bin", "documents", "mean p_medical", "observed medical"],
+                             [[r["bin"], r["n"], r["mean_p"], r["observed_medical"]] for r in table]))
+    return sec
+
+
 def mix_section(ctx: RunContext) -> Section:
     sec = Section("Language and sub-domain mix")
     for t in ("documents", *[d for d in DOCUMENT_TABLES if d != "documents"][:1]):
@@ -365,7 +405,7 @@ def build_report(ctx: RunContext, run_id: str | None = None) -> Path:
 
         raise TableMissingError("no runs in run_log yet: run the pipeline before `medcorpus report`")
     sections = [funnel_section(ctx, run_id), validation_section(ctx, run_id), distributions_section(ctx),
-                mix_section(ctx)]
+                calibration_section(ctx), mix_section(ctx)]
     out_dir = reports_dir(ctx)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"run-{run_id}.html"

@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 
 from medcorpus.errors import MedcorpusError
+from medcorpus.rater import RATER_FEATURES, QualityRater
 
-FEATURE_VERSION = "hngram-v1"
+FEATURE_VERSION = "hngram-v2"
+RATER_VERSION = "qrater-v1"
 DOMAIN_KIND = "domain_classifier"
 RATER_KIND = "quality_rater"
 MEDICAL = "medical"
@@ -52,8 +54,66 @@ _SPAM_CUES = re.compile(
     r"limited offer|best price|discount|cookie|all rights reserved|privacy policy|\${2,}|!{3,}|！{2,}",
     re.IGNORECASE,
 )
-DENSE_FEATURES = ("log_chars", "han_share", "unique_char_ratio", "dup_line_ratio", "compress_ratio",
-                  "symbol_ratio", "digit_ratio", "spam_cues", "short")
+DENSE_FEATURES = ("med_terms_en", "med_morph_en", "med_terms_zh")
+DENSE_SCALE = 10.0  # dense columns are scaled up so the L2 penalty lets them carry across sources
+_WORD = re.compile(r"[A-Za-z][A-Za-z\-']+")
+_MED_MORPH = re.compile(
+    r"\b[a-z]+(?:itis|ectomy|ectomies|otomy|ostomy|oma|omas|emia|aemia|osis|pathy|algia|plasty|scopy|ologist|iatric)\b"
+    r"|\b(?:cardi|hepat|neur|gastr|nephr|derm|oste|pulmon|hemat|haemat|onco|immun|endocrin|ophthalm|urolog|gyn)[a-z]*\b")
+
+
+def _vocabulary(name: str) -> list[str]:
+    """A word list shipped inside the package (read through importlib.resources, so it also works from the
+    zip that spark-submit ships with --py-files)."""
+    from importlib.resources import files
+
+    text = files("medcorpus").joinpath("resources", name).read_text(encoding="utf-8")
+    return [w for line in text.splitlines() if not line.startswith("#") for w in line.split()]
+
+
+_MED_EN = frozenset(w.lower() for w in _vocabulary("medical_terms.en.txt"))
+_MED_ZH = re.compile("|".join(re.escape(w) for w in sorted(set(_vocabulary("medical_terms.zh.txt")), key=len,
+                                                             reverse=True)))
+
+
+def domain_signals(text: str) -> list[float]:
+    """Medical vocabulary density (hand-written lists in ``resources/``, not learnt from any source):
+    English medical words and medical word forms (-itis, -ectomy, cardi-...) per word, Chinese medical
+    terms' characters per Han character. Log-scaled; the same on every source, so they carry to corpora
+    whose phrasing the n-grams never saw."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    n_words = max(len(words), 1)
+    han = max(sum(len(r) for r in _HAN_RUN.findall(text)), 1)
+    en = sum(w in _MED_EN for w in words) / n_words
+    morph = len(_MED_MORPH.findall(text.lower())) / n_words
+    zh = sum(len(m) for m in _MED_ZH.findall(text)) / han
+    return [float(np.log1p(20 * en)), float(np.log1p(20 * morph)), float(np.log1p(20 * zh))]
+
+
+def dense_signals(text: str) -> list[float]:
+    """Rule signals on one text (each roughly in 0..1), used by the labelled builder's proxy quality."""
+    n = len(text)
+    if n == 0:
+        return [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    han = sum(len(r) for r in _HAN_RUN.findall(text))
+    lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+    dup_lines = 1.0 - len(set(lines)) / len(lines) if lines else 0.0
+    raw = text.encode("utf-8")
+    compress = len(zlib.compress(raw, 6)) / max(1, len(raw))
+    symbols = len(_SYMBOL.findall(text)) / n
+    digits = sum(ch.isdigit() for ch in text) / n
+    spam = min(1.0, len(_SPAM_CUES.findall(text)) / 3.0)
+    return [
+        min(1.0, np.log1p(n) / np.log1p(5000)),
+        han / n,
+        min(1.0, len(set(text)) / n),
+        dup_lines,
+        min(1.0, compress),
+        min(1.0, symbols * 4),
+        min(1.0, digits * 4),
+        spam,
+        1.0 if n < 60 else 0.0,
+    ]
 
 
 @dataclass(frozen=True)
@@ -108,34 +168,10 @@ class Featurizer:
         hashed = self._zh.transform(han) + self._en.transform(latin)
         hashed.data = np.log1p(hashed.data)
         hashed = normalize(hashed, norm="l2", copy=False)
-        dense = np.array([dense_signals(t) for t in heads], dtype=np.float32).reshape(len(heads), len(DENSE_FEATURES))
+        dense = np.array([domain_signals(t) for t in heads], dtype=np.float32).reshape(len(heads), len(DENSE_FEATURES))
+        dense *= DENSE_SCALE
         return sp.hstack([hashed, sp.csr_matrix(dense)], format="csr", dtype=np.float32)
 
-
-def dense_signals(text: str) -> list[float]:
-    """Rule signals on one text (each roughly in 0..1): what a quality rater needs beyond the words."""
-    n = len(text)
-    if n == 0:
-        return [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
-    han = sum(len(r) for r in _HAN_RUN.findall(text))
-    lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
-    dup_lines = 1.0 - len(set(lines)) / len(lines) if lines else 0.0
-    raw = text.encode("utf-8")
-    compress = len(zlib.compress(raw, 6)) / max(1, len(raw))
-    symbols = len(_SYMBOL.findall(text)) / n
-    digits = sum(ch.isdigit() for ch in text) / n
-    spam = min(1.0, len(_SPAM_CUES.findall(text)) / 3.0)
-    return [
-        min(1.0, np.log1p(n) / np.log1p(5000)),
-        han / n,
-        min(1.0, len(set(text)) / n),
-        dup_lines,
-        min(1.0, compress),
-        min(1.0, symbols * 4),
-        min(1.0, digits * 4),
-        spam,
-        1.0 if n < 60 else 0.0,
-    ]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -162,10 +198,15 @@ class DomainModel:
     sub_coef: np.ndarray  # (K, F)
     sub_intercept: np.ndarray  # (K,)
     meta: dict[str, Any] = field(default_factory=dict)
+    calibration: tuple[float, float] = (1.0, 0.0)  # Platt: p = sigmoid(a * logit + b), fitted out of fold
+
+    def logits(self, X: Any) -> np.ndarray:
+        return np.asarray(X @ self.domain_coef).ravel() + self.domain_intercept
 
     def predict(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(p_medical (n,), sub-domain probabilities (n, K))."""
-        p_med = _sigmoid(np.asarray(X @ self.domain_coef).ravel() + self.domain_intercept)
+        """(calibrated p_medical (n,), sub-domain probabilities (n, K))."""
+        a, b = self.calibration
+        p_med = _sigmoid(a * self.logits(X) + b)
         if len(self.sub_classes) == 0:
             return p_med, np.zeros((X.shape[0], 0))
         if len(self.sub_classes) == 1:
@@ -176,32 +217,14 @@ class DomainModel:
         return {"domain_coef": self.domain_coef.astype(np.float32),
                 "domain_intercept": np.array([self.domain_intercept], dtype=np.float64),
                 "sub_classes": np.array(self.sub_classes, dtype="U32"),
-                "sub_coef": self.sub_coef.astype(np.float32), "sub_intercept": self.sub_intercept.astype(np.float64)}
+                "sub_coef": self.sub_coef.astype(np.float16), "sub_intercept": self.sub_intercept.astype(np.float64),
+                "calibration": np.array(self.calibration, dtype=np.float64)}
 
     @classmethod
     def from_arrays(cls, spec: FeatureSpec, a: dict[str, np.ndarray], meta: dict[str, Any]) -> DomainModel:
+        calib = tuple(float(v) for v in a["calibration"]) if "calibration" in a else (1.0, 0.0)
         return cls(spec, a["domain_coef"], float(a["domain_intercept"][0]), tuple(str(s) for s in a["sub_classes"]),
-                   a["sub_coef"], a["sub_intercept"], meta)
-
-
-@dataclass
-class RaterModel:
-    """Linear regression 0..5 (clipped)."""
-
-    spec: FeatureSpec
-    coef: np.ndarray
-    intercept: float
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def predict(self, X: Any) -> np.ndarray:
-        return np.clip(np.asarray(X @ self.coef).ravel() + self.intercept, 0.0, 5.0)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"coef": self.coef.astype(np.float32), "intercept": np.array([self.intercept], dtype=np.float64)}
-
-    @classmethod
-    def from_arrays(cls, spec: FeatureSpec, a: dict[str, np.ndarray], meta: dict[str, Any]) -> RaterModel:
-        return cls(spec, a["coef"], float(a["intercept"][0]), meta)
+                   a["sub_coef"].astype(np.float32), a["sub_intercept"], meta, calib)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -215,44 +238,50 @@ class TrainParams:
     max_iter: int = 300
 
 
+def balanced_weights(y: np.ndarray, scripts: Sequence[str]) -> np.ndarray:
+    """Sample weights giving every (script, label) cell the same total weight."""
+    keys = np.array([f"{sc}|{lab}" for sc, lab in zip(scripts, y)])
+    cells, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return (len(y) / (len(cells) * counts))[inverse]
+
+
+def script_of(text: str) -> str:
+    """'han' when Han characters are over 30% of the first 400 characters, else 'other'."""
+    head = text[:400]
+    return "han" if sum(len(r) for r in _HAN_RUN.findall(head)) > 0.3 * len(head) else "other"
+
+
 def train_domain(X: Any, labels: Sequence[str], subdomains: Sequence[str | None], spec: FeatureSpec,
-                 params: TrainParams) -> DomainModel:
+                 params: TrainParams, scripts: Sequence[str] | None = None) -> DomainModel:
     """Fit the binary head on every row and the sub-domain head on medical rows that carry a sub-domain."""
     from sklearn.linear_model import LogisticRegression
 
-    # The domain heads see only the n-grams: the dense rule signals (length, symbols...) describe quality, and
-    # letting them vote on the domain makes it learn "long English text is medical" from a skewed sample.
-    n_feat = X.shape[1]
-    X = X[:, : spec.n_hashed]
+    # The domain head sees the n-grams and the medical-vocabulary densities (not length or other quality
+    # signals). Rows are weighted so that each script (Han / other) and each label carry equal weight: the
+    # Chinese medical sources outnumber the English ones, and unweighted the English n-grams learn
+    # "English means general".
     y = np.array([1 if lab == MEDICAL else 0 for lab in labels])
     if len(set(y.tolist())) < 2:
         raise ModelError("training data needs both 'medical' and 'general' rows")
-    clf = LogisticRegression(C=params.c_domain, max_iter=params.max_iter, class_weight="balanced", solver="lbfgs")
-    clf.fit(X, y)
+    clf = LogisticRegression(C=params.c_domain, max_iter=params.max_iter, solver="lbfgs")
+    clf.fit(X, y, sample_weight=balanced_weights(y, scripts if scripts is not None else ['all'] * len(y)))
+    Xh = X[:, : spec.n_hashed]
     sub_mask = np.array([lab == MEDICAL and bool(s) for lab, s in zip(labels, subdomains)])
     sub_y = np.array([s for s, m in zip(subdomains, sub_mask) if m])
     classes = tuple(sorted(set(sub_y.tolist())))
     if len(classes) >= 2:
         sub = LogisticRegression(C=params.c_subdomain, max_iter=params.max_iter, class_weight="balanced",
                                  solver="lbfgs")
-        sub.fit(X[np.flatnonzero(sub_mask)], sub_y)
+        sub.fit(Xh[np.flatnonzero(sub_mask)], sub_y)
         sub_coef = sub.coef_ if len(classes) > 2 else np.vstack([-sub.coef_[0] / 2, sub.coef_[0] / 2])
         sub_int = sub.intercept_ if len(classes) > 2 else np.array([-sub.intercept_[0] / 2, sub.intercept_[0] / 2])
         classes = tuple(str(c) for c in sub.classes_)
     else:
-        sub_coef, sub_int = np.zeros((len(classes), X.shape[1])), np.zeros(len(classes))
-    pad = n_feat - X.shape[1]
-    domain_coef = np.concatenate([clf.coef_[0], np.zeros(pad)])
+        sub_coef, sub_int = np.zeros((len(classes), Xh.shape[1])), np.zeros(len(classes))
+    pad = X.shape[1] - Xh.shape[1]
+    domain_coef = clf.coef_[0]
     sub_coef = np.hstack([np.asarray(sub_coef), np.zeros((len(classes), pad))])
     return DomainModel(spec, domain_coef, float(clf.intercept_[0]), classes, sub_coef, np.asarray(sub_int))
-
-
-def train_rater(X: Any, scores: Sequence[float], spec: FeatureSpec, params: TrainParams) -> RaterModel:
-    from sklearn.linear_model import Ridge
-
-    reg = Ridge(alpha=params.ridge_alpha, solver="sparse_cg", max_iter=params.max_iter * 10, tol=1e-6)
-    reg.fit(X, np.asarray(scores, dtype=np.float64))
-    return RaterModel(spec, reg.coef_, float(reg.intercept_))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -308,7 +337,7 @@ def arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def save_artifact(model: DomainModel | RaterModel, out_dir: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+def save_artifact(model: DomainModel | QualityRater, out_dir: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
     """Write model.npz + model.json under ``out_dir``; returns the metadata (with checksum and version)."""
     kind = DOMAIN_KIND if isinstance(model, DomainModel) else RATER_KIND
     arrays = model.arrays()
@@ -318,8 +347,13 @@ def save_artifact(model: DomainModel | RaterModel, out_dir: str | Path, meta: di
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     (out / "model.npz").write_bytes(buf.getvalue())
-    full = {"kind": kind, "model_version": f"{kind}-{FEATURE_VERSION}-{checksum[:12]}", "checksum": checksum,
-            "feature_version": model.spec.version, "features": model.spec.as_dict(), **meta}
+    if isinstance(model, DomainModel):
+        version, features = model.spec.version, model.spec.as_dict()
+    else:
+        version, features = RATER_VERSION, {"version": RATER_VERSION, "rater_features": list(RATER_FEATURES),
+                                            "lm_order": model.lm.order, "lm_bits": model.lm.bits}
+    full = {"kind": kind, "model_version": f"{kind}-{version}-{checksum[:12]}", "checksum": checksum,
+            "feature_version": version, "features": features, **meta}
     if isinstance(model, DomainModel):
         full["subdomains"] = list(model.sub_classes)
     (out / "model.json").write_text(json.dumps(full, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
@@ -336,16 +370,17 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
 
 
 def load_artifact(model_dir: str | Path, expected_kind: str, expected_checksum: str | None = None,
-                  feature_spec: FeatureSpec | None = None) -> DomainModel | RaterModel:
+                  feature_spec: FeatureSpec | None = None) -> DomainModel | QualityRater:
     """Load and verify: kind, feature version and parameters, array checksum (and a pinned checksum)."""
     meta = read_metadata(model_dir)
     if meta.get("kind") != expected_kind:
         raise ModelError(f"{model_dir} holds a {meta.get('kind')!r}, expected {expected_kind!r}")
-    if meta.get("feature_version") != FEATURE_VERSION:
+    wanted_version = FEATURE_VERSION if expected_kind == DOMAIN_KIND else RATER_VERSION
+    if meta.get("feature_version") != wanted_version:
         raise ModelError(f"{model_dir}: feature version {meta.get('feature_version')!r} does not match this code's "
-                         f"{FEATURE_VERSION!r}; retrain the model")
-    spec = FeatureSpec.from_dict(meta["features"])
-    if feature_spec is not None and spec != feature_spec:
+                         f"{wanted_version!r}; retrain the model (make models)")
+    spec = FeatureSpec.from_dict(meta["features"]) if expected_kind == DOMAIN_KIND else None
+    if feature_spec is not None and spec is not None and spec != feature_spec:
         raise ModelError(f"{model_dir}: feature parameters {spec.as_dict()} differ from the configured "
                          f"{feature_spec.as_dict()}; retrain the model")
     try:
@@ -359,6 +394,6 @@ def load_artifact(model_dir: str | Path, expected_kind: str, expected_checksum: 
                          f"arrays {actual[:12]}…); the model file was changed or corrupted")
     if expected_checksum and actual != expected_checksum:
         raise ModelError(f"{model_dir}: checksum {actual[:12]}… is not the pinned {expected_checksum[:12]}…")
-    if expected_kind == DOMAIN_KIND:
+    if spec is not None:
         return DomainModel.from_arrays(spec, arrays, meta)
-    return RaterModel.from_arrays(spec, arrays, meta)
+    return QualityRater.from_arrays(arrays, meta)

@@ -49,10 +49,13 @@ from medcorpus.textmodel import (
     TrainParams,
     classification_metrics,
     regression_metrics,
+    load_artifact,
     save_artifact,
+    script_of,
     train_domain,
-    train_rater,
 )
+from medcorpus import rater as rater_mod
+from medcorpus.textmodel import RATER_KIND
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +95,9 @@ def fit_domain(train: pd.DataFrame, validation: pd.DataFrame, cfg: ClassifyConfi
     spec = feature_spec(cfg)
     fz = Featurizer(spec)
     train, validation = normalise_labels(train), normalise_labels(validation)
-    model = train_domain(fz.transform(train["text"].tolist()), train["label"].tolist(), train["subdomain"].tolist(),
-                         spec, train_params(cfg))
+    texts = train["text"].tolist()
+    model = train_domain(fz.transform(texts), train["label"].tolist(), train["subdomain"].tolist(),
+                         spec, train_params(cfg), [script_of(t) for t in texts])
     return model, domain_metrics(model, fz, validation, cfg)
 
 
@@ -119,16 +123,30 @@ def domain_metrics(model: Any, fz: Featurizer, validation: pd.DataFrame, cfg: Cl
     return metrics
 
 
+def base_rater(cfg: ClassifyConfig, texts: list[str]) -> rater_mod.QualityRater:
+    """The configured rater (its fluency model and script statistics are kept), else one built on ``texts``."""
+    try:
+        model = load_artifact(resolve(cfg.rater_model_dir), RATER_KIND)
+        assert isinstance(model, rater_mod.QualityRater)
+        return model
+    except ModelError:
+        return rater_mod.train_rater(*rater_mod.split_texts(texts))[0]
+
+
 def fit_rater(train: pd.DataFrame, validation: pd.DataFrame, cfg: ClassifyConfig) -> tuple[Any, dict[str, Any]]:
-    spec = feature_spec(cfg)
-    fz = Featurizer(spec)
+    """Annotated 0-5 scores (LLM or human) -> the rater's feature weights, refitted by ridge regression.
+
+    The features stay the topic-free quality signals of :mod:`medcorpus.rater`; only their weights follow
+    the annotations, so a rater trained on annotations still cannot learn the source from its words."""
     if train.empty:
         raise ModelError("no training rows with a score")
-    model = train_rater(fz.transform(train["text"].tolist()), train["score"].astype(float).tolist(), spec,
-                        train_params(cfg))
+    base = base_rater(cfg, train["text"].tolist())
+    coef, intercept = rater_mod.fit_scores(base.features(train["text"].tolist()),
+                                           train["score"].astype(float).to_numpy(), cfg.ridge_alpha)
+    model = rater_mod.QualityRater(base.lm, base.stats, coef, intercept)
     metrics: dict[str, Any] = {"validation_rows": int(len(validation))}
     if len(validation):
-        pred = model.predict(fz.transform(validation["text"].tolist()))
+        pred = model.predict(validation["text"].tolist())
         metrics["all"] = regression_metrics(validation["score"].astype(float).tolist(), pred.tolist())
         if "synthetic" in validation.columns:
             real = ~validation["synthetic"].fillna(False).astype(bool).to_numpy()
@@ -286,13 +304,15 @@ def ensure_default_models(ctx: Any) -> None:
     if not missing or cfg.backend != "hashed_linear":
         return
     if not cfg.train_if_missing:
-        raise ModelError(f"no model at {', '.join(missing)} and classify.train_if_missing is false; run "
-                         "`medcorpus train-classifier` / `train-rater` first")
+        raise ModelError(f"no model at {', '.join(missing)} and classify.train_if_missing is false; the shipped models "
+                         "live in models/ (rebuild them with `make models`), or train your own with `medcorpus "
+                         "train-classifier` / `train-rater` and point classify.domain_model_dir / rater_model_dir at them")
     log.info("training the default models on '%s' data (missing: %s)", cfg.default_training_data, missing)
     frame = rows_frame(labelled_rows(ctx, cfg.default_training_data))
     train, validation = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
     version = f"builtin:{cfg.default_training_data}:{labelled_mod.BUILDER_VERSION}#{text_fingerprint(frame['text'].tolist())}"
     domain, dm = fit_domain(train, validation, cfg)
     save_artifact(domain, resolve(cfg.domain_model_dir), _training_meta(version, train, validation, dm, cfg))
-    rater, rm = fit_rater(train, validation, cfg)
-    save_artifact(rater, resolve(cfg.rater_model_dir), _training_meta(version, train, validation, rm, cfg))
+    texts = train["text"].tolist()
+    rater, info = rater_mod.train_rater(*rater_mod.split_texts(texts))
+    save_artifact(rater, resolve(cfg.rater_model_dir), _training_meta(version, train, validation, {"pairwise": info}, cfg))
