@@ -14,7 +14,10 @@ quality that do not depend on topic**:
   n-gram model of edited reference text (:mod:`medcorpus.fluency`), standardised per script (Han vs other)
   against the reference documents, so Chinese and English text of the same quality score alike;
 * ``cohesion``: how much more adjacent sentences share words than distant ones (lost order drops it);
-* ``ends_cleanly``: the text ends with sentence-final punctuation (a document cut mid-sentence does not);
+  ``lead``: whether the first sentence (a title, the question) shares more with the rest than the others;
+  ``order_breaks``: list numbers or ordinals out of order, or a text opening with a back-referring connective;
+* ``ends_cleanly`` / ``end_prob``: the text ends with sentence-final punctuation, and the fluency model's
+  probability that a text ends after its last characters (a document cut mid-sentence does neither);
 * ``spam``, ``boilerplate``, ``noise``, ``repetition``, ``stuffing``: densities of ad/SEO cues, navigation
   lines, OCR noise and mojibake, repeated lines and long n-grams, and the share of the most repeated word.
 
@@ -36,8 +39,8 @@ import numpy as np
 
 from medcorpus.fluency import CharLM
 
-RATER_FEATURES = ("fluency", "fluency_tail", "cohesion", "lead", "ends_cleanly", "end_prob", "spam",
-                  "boilerplate", "noise", "repetition", "repetition3", "stuffing", "log_length")
+RATER_FEATURES = ("fluency", "fluency_tail", "cohesion", "lead", "order_breaks", "ends_cleanly", "end_prob",
+                  "spam", "boilerplate", "noise", "repetition", "repetition3", "stuffing", "log_length")
 # A fixed, small weight on log10(characters) breaks ties for a document cut short (a cut that happens to end
 # cleanly looks like its original on every other signal). 0.08 per tenfold length: a 3,000-character text
 # gains 0.12 over a 100-character one, too little to order a source by length.
@@ -106,6 +109,33 @@ def lead(units: list[set[str]]) -> float:
     return float(shares[0] - np.mean(shares))
 
 
+_LIST_MARK = re.compile(
+    r"(?:^|(?<=[\s。；;：:！!？?]))(?:(\d{1,2})[\.、\)）](?!\d)|[（(](\d{1,2})[）)])"
+    r"|(首先|其次|再次|然后|最后)|\b(First|Second|Third|Finally|Lastly)\b", re.MULTILINE)
+_ORDINAL = {"首先": 1, "其次": 2, "再次": 3, "然后": 3, "最后": 9, "First": 1, "Second": 2, "Third": 3,
+            "Finally": 9, "Lastly": 9}
+_OPENER = re.compile(r"^\s*(?:因此|所以|但是|然而|此外|另外|而且|并且|其次|最后|总之|因而|于是|同时|"
+                     r"However|Therefore|Thus|Also|Moreover|Furthermore|In addition|Finally|Secondly|Lastly|Hence|"
+                     r"Besides)\b")
+
+
+def order_breaks(text: str) -> float:
+    """Signs of lost order: list numbers that go backwards (other than a new list starting at 1) or skip
+    ahead, ordinals out of order (最后 before 其次, Finally before Second), and a text that opens with a
+    connective that refers back (因此, However)."""
+    marks = []
+    for m in _LIST_MARK.finditer(text[:MAX_CHARS]):
+        num, paren, zh, en = m.groups()
+        marks.append(int(num or paren) if (num or paren) else _ORDINAL[zh or en])
+    breaks = 0
+    for a, b in zip(marks, marks[1:]):
+        if b == a + 1 or b == 1 or (b == 9 and a < 9) or (a == 9 and b == 1):
+            continue
+        breaks += 1
+    score = breaks / max(len(marks) - 1, 1) if len(marks) >= 2 else 0.0
+    return float(min(1.0, score + (0.5 if _OPENER.match(text) else 0.0)))
+
+
 def _density(pattern: re.Pattern[str], text: str) -> float:
     return float(np.log1p(1000.0 * len(pattern.findall(text)) / max(len(text), 1)))
 
@@ -156,7 +186,8 @@ def raw_features(texts: Sequence[str], lm: CharLM) -> np.ndarray:
         n_lines = max(len(_LINE.findall(t)), 1)
         nav_lines = min(len(_NAV_LINE.findall(t)) / n_lines, 1.0)
         full_tail = (texts[i] or "")[-200:]
-        out[i] = [mean[i], tail[i], cohesion(units), lead(units), 1.0 if _END_OK.search(full_tail) else 0.0,
+        clean_end = 1.0 if _END_OK.search(full_tail) else 0.0
+        out[i] = [mean[i], tail[i], cohesion(units), lead(units), order_breaks(t), clean_end,
                   max(float(ends[i]), -6.0) / 6.0 + 1.0, _density(_SPAM, t),
                   nav_lines, len(_NOISE.findall(t)) / nonspace * 10, *repetition(t, han, tokens), stuffing(han, tokens),
                   float(np.log10(max(len(texts[i] or ""), 10))),
@@ -282,7 +313,7 @@ def _seed(*parts: str) -> int:
 
 
 def train_rater(reference: Sequence[str], pair_texts: Sequence[str], *, order: int = 3, bits: int = 20,
-                c: float = 1.0) -> tuple[QualityRater, dict[str, Any]]:
+                c: float = 10.0) -> tuple[QualityRater, dict[str, Any]]:
     """Fluency model on ``reference``, per-script statistics, then pairwise weights on twins of ``pair_texts``.
 
     The pair texts must be text the fluency model never saw (a model scores its own training text as far
