@@ -238,6 +238,21 @@ def test_llm_prompts_are_redacted_before_sending():
     assert "<PHONE>" in json.dumps(sent, ensure_ascii=False)
 
 
+def test_llm_replies_are_redacted_before_they_reach_a_table():
+    from medcorpus.llm.client import ChatResult
+    from medcorpus.llm.prompts import load_template, prompt_dir
+    from medcorpus.llm.worker import answer_item
+
+    class Reply:
+        def complete(self, request):
+            return ChatResult(request.key, True, content=f"译文：患者电话{PHONE}，邮箱{EMAIL}。", attempts=1)
+
+    template = load_template("translate.v1", prompt_dir("prompts"))
+    answer = answer_item(Reply(), template, "k", {"text": "子曰学而时习之"}, None, {})
+    assert answer.ok and json.loads(answer.parsed) == {"translation": "患者电话<PHONE>，邮箱<EMAIL>。"}
+    _no_pii([answer.raw_response, answer.parsed])
+
+
 # ---------------------------------------------------------------------------------------------------
 # 7, 8: truncated WARC, UTF-16 JSONL with a BOM
 # ---------------------------------------------------------------------------------------------------

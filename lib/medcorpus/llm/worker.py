@@ -17,7 +17,7 @@ import pandas as pd
 
 from medcorpus.llm.client import ChatClient, ChatRequest, ClientSettings, Secret
 from medcorpus.llm.prompts import REPAIR_MESSAGE, PromptTemplate, ReplyError, validate
-from medcorpus.redact import Policy, redact
+from medcorpus.redact import Policy, redact, redact_json_string
 
 # Columns of the DataFrame the partition function returns (also the Spark schema below).
 RESULT_COLUMNS = (
@@ -64,7 +64,8 @@ def answer_item(
     """One item: request, validate; a malformed reply is asked for once more, then it is a failure.
 
     Every message is PII-redacted (:mod:`medcorpus.redact`) right before it is sent: nothing unredacted
-    leaves the machine, whatever table the prompt was built from.
+    leaves the machine, whatever table the prompt was built from. The model's reply (raw and parsed, which
+    go to llm_cache, llm_failures and the stage tables) is redacted too, after it was validated.
     """
     policy = policy or Policy()
     messages = safe_messages(template.render(variables), policy)
@@ -76,19 +77,20 @@ def answer_item(
         p_tok += result.prompt_tokens
         c_tok += result.completion_tokens
         if not result.ok:
-            return ItemAnswer(cache_key, False, result.reason, result.error, result.status, raw,
-                              None, requests, p_tok, c_tok)
+            return ItemAnswer(cache_key, False, result.reason, redact(result.error, policy), result.status,
+                              redact(raw, policy), None, requests, p_tok, c_tok)
         raw = result.content
         try:
             parsed = validate(template, raw or "", options)
         except ReplyError as err:
             if repair:
-                return ItemAnswer(cache_key, False, "malformed_reply", str(err), None, raw, None, requests,
-                                  p_tok, c_tok)
+                return ItemAnswer(cache_key, False, "malformed_reply", redact(str(err), policy), None,
+                                  redact(raw, policy), None, requests, p_tok, c_tok)
             messages = safe_messages([*messages, {"role": "assistant", "content": raw or ""},
                                       {"role": "user", "content": REPAIR_MESSAGE.format(error=err)}], policy)
             continue
-        return ItemAnswer(cache_key, True, None, None, None, raw, parsed, requests, p_tok, c_tok)
+        return ItemAnswer(cache_key, True, None, None, None, redact(raw, policy), redact_json_string(parsed, policy),
+                          requests, p_tok, c_tok)
     raise AssertionError("unreachable")
 
 
