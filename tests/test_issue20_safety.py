@@ -215,6 +215,17 @@ def test_ingest_and_normalize_redact_text_title_url_meta_and_quarantine_raw(spar
     assert any("<PHONE>" in r and "<EMAIL>" in r for r in raws) and any("<ID_CARD>" in r for r in raws)
 
 
+def test_quarantine_raw_is_cut_after_redaction_so_no_number_is_left_half_visible():
+    from medcorpus.ingest import redact_record
+    from medcorpus.redact import Policy
+    from medcorpus.sources import Record, preview
+
+    line = "x" * 1995 + PHONE + " and more text"
+    rec = Record("quarantine", 1, reason="malformed_json", raw=preview(line, 2000))
+    redact_record(rec, Policy(), raw_chars=2000)
+    assert len(rec.raw) == 2000 and rec.raw.startswith("x" * 1995) and PHONE[:5] not in rec.raw
+
+
 # ---------------------------------------------------------------------------------------------------
 # 6. the LLM stages can send raw PII out
 # ---------------------------------------------------------------------------------------------------

@@ -188,9 +188,12 @@ def _records_to_batch(rows: list[dict[str, object]]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(rows, schema=_ARROW_SCHEMA)
 
 
-def redact_record(rec: Record, policy: Policy) -> dict[str, int]:
+def redact_record(rec: Record, policy: Policy, raw_chars: int | None = None) -> dict[str, int]:
     """Redact every text field of ``rec`` in place (text, title, url, meta, the quarantine payload and
-    detail); returns the redactions per type. Nothing read at ingest is stored unredacted."""
+    detail); returns the redactions per type. Nothing read at ingest is stored unredacted.
+
+    ``raw`` is cut to ``raw_chars`` only after redaction (the readers' preview runs a little past it), so a
+    number straddling the cut is never left half visible."""
     counts: dict[str, int] = {}
     for name in ("text", "title", "url", "raw", "detail"):
         value, found = redact_text(getattr(rec, name), policy)
@@ -198,11 +201,14 @@ def redact_record(rec: Record, policy: Policy) -> dict[str, int]:
         for k, n in found.items():
             counts[k] = counts.get(k, 0) + n
     rec.meta = redact_json_string(rec.meta, policy)
+    if rec.raw is not None and raw_chars is not None:
+        rec.raw = rec.raw[:raw_chars]
     return counts
 
 
-def _record_row(rec: Record, source: str, source_file: str, fmt: str | None, policy: Policy) -> dict[str, object]:
-    counts = redact_record(rec, policy)
+def _record_row(rec: Record, source: str, source_file: str, fmt: str | None, policy: Policy,
+                raw_chars: int | None = None) -> dict[str, object]:
+    counts = redact_record(rec, policy, raw_chars)
     row = asdict(rec)
     row.update(source=source, source_file=source_file, source_format=fmt,
                pii=json.dumps(counts, sort_keys=True) if counts else None)
@@ -232,7 +238,7 @@ def _read_partition(limits: ReaderLimits, batch_rows: int, batch_chars: int,  # 
                 else:
                     records = read_file(uri, fmt, limits)
                 for rec in records:
-                    pending.append(_record_row(rec, src, uri, fmt, policy))
+                    pending.append(_record_row(rec, src, uri, fmt, policy, limits.payload_chars))
                     chars += len(rec.text or "") + len(rec.raw or "")
                     if len(pending) >= batch_rows or chars >= batch_chars:
                         yield _records_to_batch(pending)

@@ -266,12 +266,18 @@ def binary_problem(text: str) -> str | None:
     return None
 
 
+#: A payload preview runs this many characters past its limit, so a phone or card number that straddles the
+#: limit is still whole when ingest redacts it; ingest cuts the preview to the limit after redacting.
+PREVIEW_MARGIN = 64
+
+
 def preview(data: bytes | str | None, limit: int) -> str | None:
     if data is None:
         return None
+    keep = limit + PREVIEW_MARGIN
     if isinstance(data, bytes):
-        data = data[: limit * 4].decode("utf-8", errors="replace")
-    return data[:limit]
+        data = data[: keep * 4].decode("utf-8", errors="replace")
+    return data[:keep]
 
 
 # ---------------------------------------------------------------------------------------------------
