@@ -25,7 +25,7 @@ from medcorpus.errors import MedcorpusError, TableMissingError
 from medcorpus.redact import redact_columns, redact_struct_arrays
 from medcorpus.registry import table_spec
 from medcorpus.runlog import StageReport, count_by, write_report
-from medcorpus.sft_import import import_sources
+from medcorpus.sft_import import RAW_CHARS, import_sources
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _quarantine_rows(errors: DataFrame) -> DataFrame:
         F.col("position").cast("long").alias("position"),
         F.col("error").alias("reason"),
         F.concat(F.lit("sft importer could not use the record: "), F.col("error")).alias("detail"),
-        "raw",
+        F.substring("raw", 1, RAW_CHARS).alias("raw"),  # cut only now, after redaction (no half-visible number)
     )
 
 

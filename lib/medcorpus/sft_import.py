@@ -85,6 +85,7 @@ CANDIDATE_SCHEMA = StructType(
 )
 _FIELDS = [f.name for f in CANDIDATE_SCHEMA.fields]
 RAW_CHARS = 2000
+RAW_MARGIN = 64  # kept past RAW_CHARS until the sft stage has redacted it (then cut to RAW_CHARS)
 
 MC_PROMPT = {
     "zh": "以下是一道选择题，请选出正确答案并给出解析。\n\n{question}\n\n{options}",
@@ -123,7 +124,7 @@ def make_record(source: str, source_file: str, position: int, native_id: str, **
 def error_record(source: str, source_file: str, position: int, reason: str, raw: str) -> Record:
     rec: Record = dict.fromkeys(_FIELDS)
     rec.update(sample_id=_sample_id(source, f"{source_file}#{position}#error"), source=source,
-               source_file=source_file, position=int(position), error=reason, raw=raw[:RAW_CHARS])
+               source_file=source_file, position=int(position), error=reason, raw=raw[: RAW_CHARS + RAW_MARGIN])
     return rec
 
 
