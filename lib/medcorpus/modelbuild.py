@@ -57,8 +57,10 @@ from medcorpus.textmodel import (
 log = logging.getLogger("medcorpus.modelbuild")
 
 MIXED_SOURCES = ("dpo_zh",)
-FLUENCY_REFERENCE = ("huatuo", "tcm_books", "medquad", "pubmedqa", "medicalgpt", "cmtmedqa", "toyhom_dialogue",
-                     "news_msra", "laws", "brown", "nltk_state_union", "niutrans")
+# Edited prose in both scripts (no consultations or chat: English has no conversational reference source, and a
+# Chinese-only one would make Chinese dialogues look more fluent than the same kind of English dialogue).
+FLUENCY_REFERENCE = ("huatuo", "tcm_books", "medicalgpt", "news_msra", "laws", "niutrans",
+                     "medquad", "pubmedqa", "brown", "nltk_state_union", "nltk_inaugural")
 PARITY_SOURCES = ("covid_dialogue_zh", "covid_dialogue_en")
 TARGETS = {"f1_overall": 0.97, "f1_per_language": 0.95, "general_max_predicted_medical": 0.03,
            "medical_min_recall": 0.95, "degradation_min_win": 0.95, "max_abs_spearman_length": 0.3,
@@ -155,8 +157,8 @@ def validate_domain(rows: list[labelled_mod.LabelledRow], spec: FeatureSpec, par
         oof[test] = model.logits(X[test])
         log.info("domain fold %-28s %5d held out (%.1f s)", name, int(test.sum()), time.time() - t0)
     scored = ~mixed
-    w = balanced(y[scored], scripts[scored])
-    a, b = platt(oof[scored], y[scored], w)
+    # unweighted: p_medical should match the observed share of medical text at each score, not a balanced prior
+    a, b = platt(oof[scored], y[scored], np.ones(int(scored.sum())))
     p = 1.0 / (1.0 + np.exp(-(a * oof + b)))
     pred = p >= threshold
     per_source = {}
@@ -180,12 +182,6 @@ def validate_domain(rows: list[labelled_mod.LabelledRow], spec: FeatureSpec, par
         "mixed_sources_excluded": list(MIXED_SOURCES),
     }
     return report, (a, b), X
-
-
-def balanced(y: np.ndarray, scripts: np.ndarray) -> np.ndarray:
-    from medcorpus.textmodel import balanced_weights
-
-    return balanced_weights(y, scripts.tolist())
 
 
 def domain_targets(report: dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +303,7 @@ def build(shared: Path, out: Path, cap: int = 2000, only: str | None = None) -> 
             "validation": domain_report, "trained_at": now, "built_by": built_by})
         report["domain"] = domain_report
     else:
-        report["domain"] = json.loads((out / "domain" / "model.json").read_text(encoding="utf-8"))["validation"]
+        report["domain"] = _stored_validation(out / "domain")
     if only in (None, "rater"):
         rater_train, rater_bench = rater_split(rows)
         rater, rater_info = train_default_rater(rater_train)
@@ -318,8 +314,13 @@ def build(shared: Path, out: Path, cap: int = 2000, only: str | None = None) -> 
             "params": rater_info, "validation": rater_report, "trained_at": now, "built_by": built_by})
         report["rater"] = rater_report
     else:
-        report["rater"] = json.loads((out / "rater" / "model.json").read_text(encoding="utf-8"))["validation"]
+        report["rater"] = _stored_validation(out / "rater")
     return report
+
+
+def _stored_validation(folder: Path) -> dict[str, Any] | None:
+    path = folder / "model.json"
+    return json.loads(path.read_text(encoding="utf-8")).get("validation") if path.exists() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,8 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(json.dumps({"domain_targets": report["domain"]["targets"], "rater_targets": report["rater"]["targets"]},
-                     indent=2, ensure_ascii=False))
+    print(json.dumps({k: (report[k] or {}).get("targets") for k in ("domain", "rater")}, indent=2, ensure_ascii=False))
     return 0
 
 

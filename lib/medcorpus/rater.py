@@ -59,7 +59,8 @@ _SPAM = re.compile(
 _NAV = re.compile(r"首页|关于我们|联系我们|网站地图|隐私政策|免责声明|版权所有|上一篇|下一篇|返回顶部|分享到|热门标签|"
                   r"\bhome\b|about us|contact|privacy policy|terms of use|cookie|sitemap|share on|previous post|"
                   r"next post|back to top|related articles|all rights reserved|[|¦»›]", re.IGNORECASE)
-_NAV_LINE = re.compile(r"(?m)^[^\n]*?(?:" + _NAV.pattern + r")[^\n]*$", re.IGNORECASE)
+# a navigation line is short (menus, footers, share bars): a cue inside a long sentence ("at home") is prose
+_NAV_LINE = re.compile(r"(?m)^(?=[^\n]{0,80}$)[^\n]*?(?:" + _NAV.pattern + r")[^\n]*$", re.IGNORECASE)
 _LINE = re.compile(r"(?m)^[^\n]*\S[^\n]*$")
 _NOISE = re.compile(r"[~^`|¦¬°•■□▲◆※¤§¨\ufffd]|Ã|Â|â€|锟|鈥|銆|锛|涓|鐨|鏄|�")
 _SPACE = re.compile(r"\s")
