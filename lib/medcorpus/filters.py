@@ -321,19 +321,25 @@ def read_terms(path: Path) -> list[str]:
     return terms
 
 
-def load_lexicon(cfg: FilterConfig, category: str) -> dict[str, list[str]]:
-    """{lang: sorted unique terms} of one category, merged over every lexicon folder."""
+def merged_terms(cfg: FilterConfig, category: str) -> dict[str, list[str]]:
+    """{lang: unique terms, longest first} of ``<category>.<lang>.txt`` over every lexicon folder (may be empty)."""
     found: dict[str, set[str]] = {"zh": set(), "en": set()}
     for folder in lexicon_dirs(cfg):
         for lang in found:
             path = folder / f"{category}.{lang}.txt"
             if path.exists():
                 found[lang].update(read_terms(path))
+    return {lang: sorted(terms, key=lambda t: (-len(t), t)) for lang, terms in found.items()}
+
+
+def load_lexicon(cfg: FilterConfig, category: str) -> dict[str, list[str]]:
+    """{lang: sorted unique terms} of one category, merged over every lexicon folder."""
+    found = merged_terms(cfg, category)
     if not any(found.values()):
         raise FileNotFoundError(
             f"no lexicon files {category}.zh.txt / {category}.en.txt in {', '.join(map(str, lexicon_dirs(cfg)))}"
         )
-    return {lang: sorted(terms, key=lambda t: (-len(t), t)) for lang, terms in found.items()}
+    return found
 
 
 def _quote(term: str) -> str:
@@ -367,15 +373,8 @@ def protected_pattern(cfg: FilterConfig) -> str | None:
     contains 下注, 非线性服务 contains 性服务); they are blanked out before the terms are counted, so a term
     never matches inside one of them.
     """
-    found: dict[str, set[str]] = {"zh": set(), "en": set()}
-    for folder in lexicon_dirs(cfg):
-        for lang in found:
-            path = folder / f"{PROTECT_CATEGORY}.{lang}.txt"
-            if path.exists():
-                found[lang].update(read_terms(path))
-    if not any(found.values()):
-        return None
-    return lexicon_pattern({lang: sorted(terms, key=lambda t: (-len(t), t)) for lang, terms in found.items()})
+    found = merged_terms(cfg, PROTECT_CATEGORY)
+    return lexicon_pattern(found) if any(found.values()) else None
 
 
 def lexicon_text(text: Column, cfg: FilterConfig) -> Column:
