@@ -5,9 +5,9 @@ text that a model of edited prose finds improbable (garbled character order, OCR
 lists) scores low. Here the reference is edited medical and general prose from the labelled sources, and
 the model is deliberately small enough to ship in the repo and broadcast:
 
-* n-gram counts for orders 1..``order`` are hashed (splitmix64 of a polynomial rolling code of the
-  characters) into one ``uint16`` table per order (``2**bits`` buckets, counts scaled down to fit, the scale
-  kept per order), so the artifact is a few hundred KB whatever the training corpus;
+* n-gram counts for orders 1..``order`` (3 by default) are hashed (splitmix64 of a polynomial code of the
+  characters) into one table per order of ``2**bits`` buckets, each count stored log-quantised in a byte
+  (``quantise``), so the artifact is a few MB whatever the training corpus;
 * P(c | h) is a fixed-weight interpolation (Jelinek-Mercer) of count(h c) / count(h) over the orders plus a
   uniform floor, computed for every character of a batch of texts at once (texts are joined with a boundary
   character that also starts every context, so training and scoring see the same n-grams);
