@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 # Resolve the Delta jars, and hadoop-aws with the S3 modules of the AWS SDK v2 (~12 MB, not the 612 MiB
 # bundle), from Maven Central into the project-local Ivy cache (once; a warm cache resolves offline).
 $(JARS): $(STAMP) configs/ivysettings.xml
-	$(PY) -m medcorpus.jars fetch --with-s3
+	$(PY) -m medcorpus.core.jars fetch --with-s3
 	touch $(JARS)
 
 demo: setup
@@ -33,7 +33,7 @@ run: setup
 # Train the shipped default models (domain classifier + quality rater) on every labelled source in
 # ../shared/data, validate them by whole source, and write models/{domain,rater}/model.{npz,json} (committed).
 models: setup
-	$(PY) -m medcorpus.modelbuild build --shared-data ../shared/data --out models --json bench/extraction.json
+	$(PY) -m medcorpus.classify.modelbuild build --shared-data ../shared/data --out models --json bench/extraction.json
 
 tables: setup
 	$(PY) -m medcorpus.cli tables

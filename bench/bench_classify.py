@@ -20,8 +20,8 @@ SOURCES = ("huatuo", "toyhom_dialogue", "pubmedqa", "hotel_reviews", "laws", "cm
 
 
 def _texts(quick: bool) -> list[str]:
-    from medcorpus.config import REPO_ROOT, NormalizeConfig
-    from medcorpus.labelled import BuildParams, build_from_shared_data
+    from medcorpus.core.config import REPO_ROOT, NormalizeConfig
+    from medcorpus.classify.labelled import BuildParams, build_from_shared_data
 
     root = REPO_ROOT.parent / "shared" / "data"
     if not root.exists():
@@ -35,11 +35,11 @@ def _texts(quick: bool) -> list[str]:
 def run(spark: Any, args: Any) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
-    from medcorpus.classify import prepare_backend, score_documents
-    from medcorpus.config import load_config
-    from medcorpus.runner import RunContext
-    from medcorpus.textmodel import Featurizer
-    from medcorpus.training import ensure_default_models
+    from medcorpus.classify.scoring import prepare_backend, score_documents
+    from medcorpus.core.config import load_config
+    from medcorpus.core.pipeline import RunContext
+    from medcorpus.classify.textmodel import Featurizer
+    from medcorpus.classify.training import ensure_default_models
 
     quick = bool(getattr(args, "quick", False))
     texts = _texts(quick)
@@ -51,7 +51,7 @@ def run(spark: Any, args: Any) -> dict[str, Any]:
     cores = spark.sparkContext.defaultParallelism
 
     # in-process: one core
-    backend = __import__("medcorpus.classify", fromlist=["HashedLinearBackend"]).HashedLinearBackend.load(prepared)
+    backend = __import__("medcorpus.classify.scoring", fromlist=["HashedLinearBackend"]).HashedLinearBackend.load(prepared)
     t0 = time.perf_counter()
     for start in range(0, len(texts), config.classify.batch_rows):
         backend.score(texts[start: start + config.classify.batch_rows])

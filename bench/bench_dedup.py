@@ -64,7 +64,7 @@ def _union_find(ids: list[str], pairs: set[tuple[str, str]]) -> dict[str, str]:
 
 
 def run_medcorpus(spark, corpus, cfg, workdir: Path) -> dict:
-    from medcorpus.dedup import dedup_documents
+    from medcorpus.dedup.minhash import dedup_documents
 
     src = workdir / "corpus.parquet"
     if not src.exists():
@@ -89,7 +89,7 @@ def run_medcorpus(spark, corpus, cfg, workdir: Path) -> dict:
 def run_datasketch(corpus, cfg) -> dict:
     from datasketch import MinHash, MinHashLSH
 
-    from medcorpus.dedup import _SPACE, _WORD
+    from medcorpus.dedup.minhash import _SPACE, _WORD
 
     t0 = time.perf_counter()
     lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
@@ -231,7 +231,7 @@ def compare(spark, corpus, cfg, work: Path, cores: int, with_components: bool) -
 
 
 def run(spark, args) -> dict:
-    from medcorpus.config import DedupConfig
+    from medcorpus.core.config import DedupConfig
 
     cfg = DedupConfig()
     compare_docs = 800 if args.quick else 20000  # as large as the four sources allow (~15k after exact dups)

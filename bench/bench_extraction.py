@@ -1,6 +1,6 @@
 """Extraction quality (issue 17): the shipped models validated by whole source, and lexicon false positives.
 
-* ``models``: ``medcorpus.modelbuild.build`` again into a temporary folder: leave-one-source-out domain figures
+* ``models``: ``medcorpus.classify.modelbuild.build`` again into a temporary folder: leave-one-source-out domain figures
   (per source, per language, reliability table of the calibrated ``p_medical``), the rater's degradation
   pairs, per-source length correlation and zh/en parity; plus whether the rebuilt arrays have the shipped
   checksums (``make models`` is reproducible).
@@ -39,7 +39,7 @@ SPAM = {
 def _patterns(cfg: Any) -> tuple[dict[str, Any], Any]:
     import regex
 
-    from medcorpus import filters
+    from medcorpus.filters import rules as filters
 
     def py(p: str) -> str:  # Java's \Q...\E quoting -> escaped literals
         return re.sub(r"\\Q(.*?)\\E", lambda m: regex.escape(m.group(1)), p, flags=re.S)
@@ -60,8 +60,8 @@ def first_failing_rule(text: str, cfg: Any, pats: dict[str, Any], prot: Any) -> 
 
 
 def lexicon_audit(shared: Path) -> dict[str, Any]:
-    from medcorpus import labelled
-    from medcorpus.config import load_config
+    from medcorpus.classify import labelled
+    from medcorpus.core.config import load_config
 
     cfg = load_config().filter
     pats, prot = _patterns(cfg)
@@ -97,7 +97,7 @@ def _checksum(folder: Path) -> str:
 
 
 def run(spark: Any, args: Any) -> dict[str, Any]:
-    from medcorpus import modelbuild
+    from medcorpus.classify import modelbuild
 
     if not SHARED.is_dir():
         return {"skipped": f"{SHARED} not found"}

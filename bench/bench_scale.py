@@ -34,7 +34,7 @@ def real_records(per_source_cap: int) -> list[dict[str, str]]:
     """Records of every real source in ../shared/data (the labelled builder's readers: toyhom, huatuo,
     TCM books, MedQuAD, PubMedQA, laws, news, reviews, classical text, Brown ...), as the raw text the
     sources hold. At most ``per_source_cap`` per source, picked and ordered by a stable hash."""
-    from medcorpus.labelled import SOURCES, stable_hash
+    from medcorpus.classify.labelled import SOURCES, stable_hash
 
     records = []
     for spec in SOURCES:

@@ -1,4 +1,4 @@
-"""Python worker overhead per Spark task, with and without medcorpus.zipcache, side by side.
+"""Python worker overhead per Spark task, with and without medcorpus.core.zipcache, side by side.
 
 Spark's Python worker calls importlib.invalidate_caches() before every task; on Python 3.11 that re-reads
 pyspark.zip once per cached zipimporter. Each variant runs in its own process (a fresh Spark session, since
@@ -20,9 +20,9 @@ TASKS = 32
 CHILD = r"""
 import json, sys, time
 import pyarrow as pa
-from medcorpus.config import load_config
-from medcorpus.session import build_spark
-from medcorpus.dedup import _list_parts  # any medcorpus function: the UDF's unpickling imports medcorpus
+from medcorpus.core.config import load_config
+from medcorpus.core.session import build_spark
+from medcorpus.dedup.minhash import _list_parts  # any medcorpus function: the UDF's unpickling imports medcorpus
 
 spark = build_spark(load_config(overrides=["spark.shuffle_partitions=4"]))
 tasks = int(sys.argv[1])

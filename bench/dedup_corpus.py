@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medcorpus.config import DedupConfig
-from medcorpus.dedup import _HAN, shingles
+from medcorpus.core.config import DedupConfig
+from medcorpus.dedup.minhash import _HAN, shingles
 
 SOURCES = ("toyhom_csv", "toyhom_txt", "huatuo", "medquad")
 
@@ -106,7 +106,7 @@ def _numbered_unique(docs: list[tuple[str, str]], prefix: str, seen: set[str]) -
     return out
 
 
-# sources of the core sample above; the mixed corpus adds every other source medcorpus.labelled reads
+# sources of the core sample above; the mixed corpus adds every other source medcorpus.classify.labelled reads
 _CORE_SOURCES = {"toyhom_dialogue", "huatuo", "medquad"}
 
 
@@ -114,10 +114,10 @@ def build_mixed_corpus(root: Path, extra_chars: int, core_docs: int = 20000, pla
                        seed: int = 7) -> list[tuple[str, str, str]]:
     """The core sample (``build_corpus(root, core_docs)``) plus about ``extra_chars`` characters of documents from
     every other real source in ``root`` (TCM books, classical and modern Chinese prose, reviews, news, laws,
-    poems, dialogues, PubMedQA, the NLTK English corpora: medcorpus.labelled's readers, books cut into
+    poems, dialogues, PubMedQA, the NLTK English corpora: medcorpus.classify.labelled's readers, books cut into
     ~1,200-character chunks), a deterministic sample in proportion to each source's size, with ``plant_share``
     edited copies of the added documents. A corpus where per-document cost, not start-up, decides the speed."""
-    from medcorpus.labelled import SOURCES
+    from medcorpus.classify.labelled import SOURCES
 
     rng = random.Random(seed)
     core = build_corpus(root, core_docs, plant_share=plant_share, seed=seed)

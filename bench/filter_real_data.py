@@ -111,9 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from medcorpus import filters, normalize
-    from medcorpus.config import load_config
-    from medcorpus.session import build_spark
+    from medcorpus.filters import rules as filters
+
+    from medcorpus.text import normalize
+    from medcorpus.core.config import load_config
+    from medcorpus.core.session import build_spark
 
     config = load_config(overrides=["spark.shuffle_partitions=4", *args.set])
     rng = random.Random(args.seed)

@@ -22,9 +22,9 @@ sys.path.insert(0, str(REPO / "lib"))
 
 
 def main() -> None:
-    from medcorpus.config import load_config
-    from medcorpus.confilter import BOS, CharNgramLM, dialogue_cf
-    from medcorpus.sft_import import importer
+    from medcorpus.core.config import load_config
+    from medcorpus.datasets.confilter import BOS, CharNgramLM, dialogue_cf
+    from medcorpus.readers.formats import importer
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--train-rows", type=int, default=None)

@@ -146,9 +146,15 @@ def main() -> None:
 
     from pyspark.sql import functions as F
 
-    from medcorpus import datasets, pretrain, release, runner
-    from medcorpus.config import load_config
-    from medcorpus.session import build_spark
+    from medcorpus.datasets import stages as datasets
+
+    from medcorpus.datasets import pretrain
+
+    from medcorpus.datasets import release
+
+    from medcorpus.core import pipeline as runner
+    from medcorpus.core.config import load_config
+    from medcorpus.core.session import build_spark
 
     cfg = load_config(REPO / "configs" / "real_data.yaml", [f"warehouse={args.warehouse}", *args.set])
     spark = build_spark(cfg)
@@ -202,7 +208,7 @@ def main() -> None:
 
 def mixture_shares(mixtures, cells: dict[tuple[str, str, str], int]) -> dict[str, dict[str, list[float]]]:  # type: ignore[no-untyped-def]
     """mixture -> {'component:medical': [requested, achieved], 'language:zh': [...]} from the table's tokens."""
-    from medcorpus.pretrain import normalized
+    from medcorpus.datasets.pretrain import normalized
 
     out: dict[str, dict[str, list[float]]] = {}
     for name, mix in mixtures.items():
@@ -222,8 +228,10 @@ def confilter_examples(ctx, n: int = 10) -> dict[str, object]:  # type: ignore[n
     a seeded sample of ``n`` to read by hand: up to n/2 per bound, the rest from the other bound."""
     from pyspark.sql import functions as F
 
-    from medcorpus import datasets, sft as sft_mod
-    from medcorpus.sft_import import import_sources
+    from medcorpus.datasets import stages as datasets
+
+    from medcorpus.datasets import sft as sft_mod
+    from medcorpus.readers.formats import import_sources
 
     cfg = ctx.config.datasets
     cands, _ = import_sources(ctx.spark, cfg.sft_sources)

@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args(argv)
 
-    from medcorpus.config import load_config
-    from medcorpus.session import build_spark
+    from medcorpus.core.config import load_config
+    from medcorpus.core.session import build_spark
 
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}

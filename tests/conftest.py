@@ -26,8 +26,8 @@ def shared_data_path(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def spark():
-    from medcorpus.config import load_config
-    from medcorpus.session import build_spark
+    from medcorpus.core.config import load_config
+    from medcorpus.core.session import build_spark
 
     config = load_config(overrides=["spark.shuffle_partitions=2", "spark.driver_memory=2g"])
     session = build_spark(config)
@@ -38,7 +38,7 @@ def spark():
 @pytest.fixture
 def make_config(tmp_path):
     """Config with a per-test warehouse; extra ``key=value`` overrides as arguments."""
-    from medcorpus.config import load_config
+    from medcorpus.core.config import load_config
 
     def _make(*overrides: str):
         return load_config(overrides=[f"warehouse={tmp_path / 'warehouse'}", "spark.shuffle_partitions=2", *overrides])
@@ -48,6 +48,6 @@ def make_config(tmp_path):
 
 @pytest.fixture
 def ctx(spark, make_config):
-    from medcorpus.runner import RunContext
+    from medcorpus.core.pipeline import RunContext
 
     return RunContext.create(spark, make_config("run_id=test-run-1"))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus.classify import (
+from medcorpus.classify.scoring import (
     BACKENDS,
     BatchScores,
     PreparedModel,
@@ -24,11 +24,11 @@ from medcorpus.classify import (
     score_documents,
     with_split,
 )
-from medcorpus.config import NormalizeConfig
-from medcorpus.errors import ConfigError
-from medcorpus.labelled import build_seed, proxy_quality
-from medcorpus.runner import RunContext
-from medcorpus.textmodel import (
+from medcorpus.core.config import NormalizeConfig
+from medcorpus.core.errors import ConfigError
+from medcorpus.classify.labelled import build_seed, proxy_quality
+from medcorpus.core.pipeline import RunContext
+from medcorpus.classify.textmodel import (
     DOMAIN_KIND,
     RATER_KIND,
     Featurizer,
@@ -62,8 +62,8 @@ def seed_models(tmp_path_factory) -> Path:
     """The default models trained once on the shipped seed (what `make run` does), shared by the stage tests."""
     from types import SimpleNamespace
 
-    from medcorpus.config import load_config
-    from medcorpus.training import ensure_default_models
+    from medcorpus.core.config import load_config
+    from medcorpus.classify.training import ensure_default_models
 
     models = tmp_path_factory.mktemp("seed_models")
     cfg = load_config(overrides=[*SMALL, f"classify.domain_model_dir={models / 'domain'}",
@@ -73,7 +73,7 @@ def seed_models(tmp_path_factory) -> Path:
 
 
 def _documents(spark, texts: list[str]):
-    from medcorpus.registry import table_spec
+    from medcorpus.core.warehouse import table_spec
 
     rows = []
     for i, t in enumerate(texts):
@@ -205,7 +205,7 @@ def _seed_jsonl(path: Path, rounds: bool = False) -> Path:
 
 
 def test_train_jobs_write_versioned_artifacts_with_metrics(spark, make_config, tmp_path):
-    from medcorpus.training import run_train
+    from medcorpus.classify.training import run_train
 
     ctx = RunContext.create(spark, _model_cfg(make_config, tmp_path / "models", "run_id=train-1",
                                               "classify.validation_percent=30"))
@@ -312,7 +312,7 @@ def test_a_custom_backend_plugs_in_without_touching_the_stage(spark, make_config
 
 
 def test_missing_model_without_train_if_missing_fails_with_advice(spark, make_config, tmp_path):
-    from medcorpus.training import ensure_default_models
+    from medcorpus.classify.training import ensure_default_models
 
     ctx = RunContext.create(spark, _model_cfg(make_config, tmp_path / "none", "classify.train_if_missing=false"))
     with pytest.raises(ModelError, match="make models"):

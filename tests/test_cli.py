@@ -35,7 +35,7 @@ def test_demo_run_without_shared_benchmarks_uses_the_demo_set(tmp_path, monkeypa
     import argparse
 
     from medcorpus.cli import _load, _with_demo_benchmarks_if_missing
-    from medcorpus.decontaminate import benchmarks_root, load_benchmark_items
+    from medcorpus.dedup.decontaminate import benchmarks_root, load_benchmark_items
 
     monkeypatch.chdir(tmp_path)
     args = argparse.Namespace(set=[f"decontaminate.benchmarks_dir={tmp_path / 'absent'}"], config=None,

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from medcorpus.cluster import package_project, standalone_cluster, submit_pipeline, table_summary
-from medcorpus.runner import RunContext, run_pipeline
+from medcorpus.core.pipeline import RunContext, run_pipeline
 
 pytestmark = pytest.mark.slow
 

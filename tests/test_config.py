@@ -1,7 +1,7 @@
 import pytest
 
-from medcorpus.config import Config, load_config
-from medcorpus.errors import ConfigError
+from medcorpus.core.config import Config, load_config
+from medcorpus.core.errors import ConfigError
 
 
 def test_defaults_file_matches_the_typed_defaults():

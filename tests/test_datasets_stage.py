@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from medcorpus.demo import write_demo_sft_inputs
-from medcorpus.registry import table_spec
+from medcorpus.core.warehouse import table_spec
 
 MED_ZH = "高血压患者应规律服用降压药，定期监测血压，饮食清淡，限制食盐摄入，戒烟限酒，适量运动。"
 GEN_ZH = "周末我们全家去郊外爬山，山上空气清新，风景优美，沿途还能看到很多野花。"
@@ -40,7 +40,7 @@ def _sources(folder: Path) -> str:
 
 @pytest.fixture
 def datasets_ctx(spark, make_config, tmp_path):
-    from medcorpus.runner import RunContext
+    from medcorpus.core.pipeline import RunContext
 
     write_demo_sft_inputs(tmp_path / "sft_in")
 
@@ -58,8 +58,9 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_path, monkeypatch):
-    from medcorpus import datasets, release
-    from medcorpus.release import ReleaseError, export_release, run_release, verify_export
+    from medcorpus.datasets import stages as datasets
+    from medcorpus.datasets import release
+    from medcorpus.datasets.release import ReleaseError, export_release, run_release, verify_export
 
     gate_calls = []
     monkeypatch.setattr(release, "_validation_hook", lambda ctx, versions: gate_calls.append(versions) or "gated")
@@ -74,7 +75,7 @@ def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_pat
     assert by_type["multiple_choice"] == 22  # every demo exam item is kept (exam items skip Deita)
     # the planted off-topic dialogue is dropped (CF > upper); the planted echo has the lowest CF of all
     assert sft_report.removed_by_reason == {"confilter_high": 1}
-    from medcorpus.sft_import import _sample_id
+    from medcorpus.readers.formats import _sample_id
 
     dialogues = sft.filter(F.col("type") == "multi_turn").orderBy("scores.confilter").collect()
     assert dialogues[0]["sample_id"] == _sample_id("demo_sharegpt", "zh-dlg-echo")
@@ -139,12 +140,12 @@ def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_pat
 
 
 def test_objective_pairs_are_seeded_and_never_the_answer(spark):
-    from medcorpus.preference import objective_pairs
-    from medcorpus.sft_import import mc_record
+    from medcorpus.datasets.preference import objective_pairs
+    from medcorpus.readers.formats import mc_record
 
     recs = [mc_record("t", "f", i, str(i), f"问题{i}", [{"label": x, "text": f"选项{x}"} for x in "ABCDE"],
                       "AC" if i % 2 else "B", "解析") for i in range(30)]
-    from medcorpus.sft_import import records_frame
+    from medcorpus.readers.formats import records_frame
 
     df = records_frame(spark, recs)
     a = {r["sample_id"]: r["rejected"] for r in objective_pairs(df, 1).collect()}
@@ -159,8 +160,8 @@ def test_objective_pairs_are_seeded_and_never_the_answer(spark):
 
 
 def test_sft_rows_overlapping_a_benchmark_are_removed_and_recorded(spark, make_config, tmp_path):
-    from medcorpus.datasets import apply_decontamination
-    from medcorpus.runner import RunContext
+    from medcorpus.datasets.stages import apply_decontamination
+    from medcorpus.core.pipeline import RunContext
 
     bench = tmp_path / "bench" / "cmmlu" / "test"
     bench.mkdir(parents=True)
@@ -186,12 +187,12 @@ def test_release_gate_calls_validation_with_tables_and_versions(monkeypatch, ctx
     import sys
     import types
 
-    from medcorpus.release import _validation_hook
+    from medcorpus.datasets.release import _validation_hook
 
     seen = {}
-    fake = types.ModuleType("medcorpus.validation")
+    fake = types.ModuleType("medcorpus.quality.validation")
     fake.assert_release_ready = lambda ctx, tables, versions=None: seen.update(tables=tables, versions=versions)
-    monkeypatch.setitem(sys.modules, "medcorpus.validation", fake)
+    monkeypatch.setitem(sys.modules, "medcorpus.quality.validation", fake)
     import medcorpus
 
     monkeypatch.setattr(medcorpus, "validation", fake, raising=False)
@@ -202,7 +203,7 @@ def test_release_gate_calls_validation_with_tables_and_versions(monkeypatch, ctx
 def test_spark_ngram_counts_match_a_python_count(spark):
     from collections import Counter
 
-    from medcorpus.confilter import BOS, ngram_counts
+    from medcorpus.datasets.confilter import BOS, ngram_counts
 
     texts = ["头痛恶心，头痛", "ab", "", "x"]
     expected: Counter[str] = Counter()
@@ -220,7 +221,7 @@ def test_spark_ngram_counts_match_a_python_count(spark):
 
 def test_sampling_keeps_the_crossing_item_when_it_lands_closer_to_the_target(spark):
     """A cell of long documents (whole books) must not stop a whole document short of its target."""
-    from medcorpus.pretrain import MixturePlan, sample_cells, sample_key
+    from medcorpus.datasets.pretrain import MixturePlan, sample_cells, sample_key
 
     rows = [(f"i{i}", "medical", "zh", t) for i, t in enumerate([400, 400, 400, 400, 400])]
     items = spark.createDataFrame(rows, "item_id string, component string, lang string, token_estimate long")

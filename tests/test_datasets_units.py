@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
-from medcorpus.config import MixtureConfig
-from medcorpus.confilter import BOS, CharNgramLM, dialogue_cf, turns_of
-from medcorpus.pretrain import MixtureError, MixtureResult, check_tolerance, plan_mixture, validate_mixture
-from medcorpus.sft_import import (
+from medcorpus.core.config import MixtureConfig
+from medcorpus.datasets.confilter import BOS, CharNgramLM, dialogue_cf, turns_of
+from medcorpus.datasets.pretrain import MixtureError, MixtureResult, check_tolerance, plan_mixture, validate_mixture
+from medcorpus.readers.formats import (
     IMPORTERS,
     covid_messages,
     importer,
@@ -24,7 +24,7 @@ from medcorpus.sft_import import (
     read_sharegpt_jsonl,
     read_toyhom_csv,
 )
-from medcorpus.errors import ConfigError
+from medcorpus.core.errors import ConfigError
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from medcorpus.config import DecontaminateConfig
-from medcorpus.decontaminate import (
+from medcorpus.core.config import DecontaminateConfig
+from medcorpus.dedup.decontaminate import (
     build_index,
     drop_contaminated,
     find_contamination,
@@ -19,8 +19,8 @@ from medcorpus.decontaminate import (
     load_index,
     run_decontaminate,
 )
-from medcorpus.registry import table_spec
-from medcorpus.runner import RunContext
+from medcorpus.core.warehouse import table_spec
+from medcorpus.core.pipeline import RunContext
 
 from .conftest import shared_data_path
 

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus.config import DedupConfig
-from medcorpus.dedup import (
+from medcorpus.core.config import DedupConfig
+from medcorpus.dedup.minhash import (
     _minhash_numpy,
     _span_hashes_numpy,
     span_hashes,
@@ -36,9 +36,9 @@ from medcorpus.dedup import (
     sketch_estimates,
     word_shingles,
 )
-from medcorpus.errors import ConfigError
-from medcorpus.registry import table_spec
-from medcorpus.runner import RunContext
+from medcorpus.core.errors import ConfigError
+from medcorpus.core.warehouse import table_spec
+from medcorpus.core.pipeline import RunContext
 
 CFG = DedupConfig()
 ZH = (

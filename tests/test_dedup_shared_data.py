@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from medcorpus.config import DedupConfig
-from medcorpus.dedup import dedup_documents
+from medcorpus.core.config import DedupConfig
+from medcorpus.dedup.minhash import dedup_documents
 
 from .conftest import shared_data_path
 

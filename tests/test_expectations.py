@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from medcorpus import expectations as E
-from medcorpus.registry import TableSpec, all_table_names, table_spec
+from medcorpus.quality import expectations as E
+from medcorpus.core.warehouse import TableSpec, all_table_names, table_spec
 
-REGENERATE = "run `.venv/bin/python -m medcorpus.expectations` and review the diff"
+REGENERATE = "run `.venv/bin/python -m medcorpus.quality.expectations` and review the diff"
 
 
 def _toy_spec(name: str = "toy", **overrides) -> TableSpec:
@@ -35,7 +35,7 @@ def test_suite_files_equal_the_generator_output():
     stale = [t for t in E.suite_tables()
              if (E.expectations_dir() / f"{t}.json").exists()
              and json.loads((E.expectations_dir() / f"{t}.json").read_text(encoding="utf-8")) != E.build_suite(t)]
-    assert not stale, f"suites out of date with schemas/ or medcorpus.expectations: {stale}; {REGENERATE}"
+    assert not stale, f"suites out of date with schemas/ or medcorpus.quality.expectations: {stale}; {REGENERATE}"
 
 
 def test_every_suite_builds_a_gx_suite_with_severities():
@@ -114,6 +114,6 @@ def test_pii_patterns_find_pii_and_leave_placeholders():
 
 
 def test_pii_patterns_equal_the_filter_stage():
-    filters = pytest.importorskip("medcorpus.filters", reason="filter stage not present")
+    filters = pytest.importorskip("medcorpus.filters.rules", reason="filter stage not present")
     for name, pattern in E.PII_PATTERNS.items():
-        assert filters.PII_PATTERNS[name] == pattern, f"{name} differs from medcorpus.filters.PII_PATTERNS"
+        assert filters.PII_PATTERNS[name] == pattern, f"{name} differs from medcorpus.filters.rules.PII_PATTERNS"

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus.runner import RunContext, run_ingest, run_normalize, run_pipeline
+from medcorpus.core.pipeline import RunContext, run_ingest, run_normalize, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 NO_GX = "validate.enabled=false"

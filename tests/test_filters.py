@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus import filters
-from medcorpus.config import REPO_ROOT, FilterConfig
+from medcorpus.filters import rules as filters
+from medcorpus.core.config import REPO_ROOT, FilterConfig
 
 # ---------------------------------------------------------------------------------------------------
 # documents
@@ -418,8 +418,8 @@ def test_missing_lexicon_names_the_folders(tmp_path):
 # the stage: tables, attribution, run_log, idempotent rerun, --explain
 # ---------------------------------------------------------------------------------------------------
 def _documents(spark, items: dict[str, str]):
-    from medcorpus.normalize import token_estimate
-    from medcorpus.config import NormalizeConfig
+    from medcorpus.text.normalize import token_estimate
+    from medcorpus.core.config import NormalizeConfig
 
     rows = [(doc_id, lang_of(doc_id), text) for doc_id, text in items.items()]
     df = spark.createDataFrame(rows, "doc_id string, lang string, text string")
@@ -439,7 +439,7 @@ def lang_of(doc_id: str) -> str:
 
 
 def test_stage_writes_tables_attributes_removals_and_reconciles(spark, make_config):
-    from medcorpus.runner import PIPELINE_STAGES, RunContext
+    from medcorpus.core.pipeline import PIPELINE_STAGES, RunContext
 
     names = [n for n, _ in PIPELINE_STAGES]
     assert names.index("filter") == names.index("normalize") + 1

@@ -11,9 +11,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medcorpus.ingest import redact_record
-from medcorpus.redact import Policy
-from medcorpus.sources import OK, QUARANTINE, SKIPPED, ReaderLimits, read_file
+from medcorpus.readers.ingest import redact_record
+from medcorpus.text.pii import Policy
+from medcorpus.readers.sources import OK, QUARANTINE, SKIPPED, ReaderLimits, read_file
 
 LIMITS = ReaderLimits(max_record_bytes=20_000, max_line_bytes=40_000, payload_chars=200)
 SUFFIX = {"jsonl": ".jsonl", "jsonl.gz": ".jsonl.gz", "text": ".txt", "text.gz": ".txt.gz", "warc": ".warc",

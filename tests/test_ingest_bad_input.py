@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
-from medcorpus.errors import InputError
-from medcorpus.runner import RunContext, run_ingest
+from medcorpus.core.errors import InputError
+from medcorpus.core.pipeline import RunContext, run_ingest
 
 GOOD = "Metformin lowers blood glucose in type 2 diabetes."
 

@@ -5,7 +5,7 @@ import json
 
 from pyspark.sql import functions as F
 
-from medcorpus.runner import RunContext, run_ingest, run_normalize
+from medcorpus.core.pipeline import RunContext, run_ingest, run_normalize
 
 
 def _write_sources(root):

@@ -15,9 +15,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from medcorpus.cli import main
-from medcorpus.config import load_config
-from medcorpus.errors import ConfigError
-from medcorpus.sources import ReaderLimits, read_file
+from medcorpus.core.config import load_config
+from medcorpus.core.errors import ConfigError
+from medcorpus.readers.sources import ReaderLimits, read_file
 
 PHONE, EMAIL, ID = "13912345678", "zhang.san@example.com", "110101199003071233"
 CARD = "6222021234567890128"  # Luhn-valid, 19 digits
@@ -33,7 +33,7 @@ def _no_pii(value: object) -> None:
 @pytest.fixture
 def no_spark(monkeypatch):
     """A CLI check that must fail before Spark starts: building a session fails the test."""
-    from medcorpus import session
+    from medcorpus.core import session
 
     def boom(config):
         raise AssertionError("Spark was started")
@@ -57,7 +57,7 @@ def test_release_and_export_refuse_unsafe_names_before_spark(name, tmp_path, cap
 
 
 def _fake_release(monkeypatch, files: dict[str, str]):
-    from medcorpus import release
+    from medcorpus.datasets import release
 
     def write(ctx, name, fmt, rel, tmp):
         assert tmp.parent == out_dir[0] and tmp.name.startswith(f".{name}.")  # a temp folder inside --out
@@ -73,7 +73,7 @@ def _fake_release(monkeypatch, files: dict[str, str]):
 
 
 def test_export_writes_a_temp_folder_inside_out_and_never_deletes_what_it_did_not_create(tmp_path, monkeypatch):
-    from medcorpus.release import ReleaseError, export_release
+    from medcorpus.datasets.release import ReleaseError, export_release
 
     out = tmp_path / "out"
     (out / "r0").mkdir(parents=True)
@@ -108,7 +108,7 @@ def test_cli_export_refuses_a_folder_it_did_not_write_before_spark(tmp_path, cap
 
 
 def test_export_into_a_file_is_one_line(tmp_path, monkeypatch):
-    from medcorpus.release import ReleaseError, export_release
+    from medcorpus.datasets.release import ReleaseError, export_release
 
     _fake_release(monkeypatch, {})
     (tmp_path / "f").write_text("x")
@@ -121,8 +121,8 @@ def test_export_into_a_file_is_one_line(tmp_path, monkeypatch):
 # 2. SFT data never PII-redacted (and the preference pairs built from it)
 # ---------------------------------------------------------------------------------------------------
 def test_sft_and_preference_tables_are_redacted(spark, make_config, tmp_path):
-    from medcorpus import datasets
-    from medcorpus.runner import RunContext
+    from medcorpus.datasets import stages as datasets
+    from medcorpus.core.pipeline import RunContext
 
     src = tmp_path / "sft"
     src.mkdir()
@@ -187,8 +187,8 @@ def test_gzip_corrupt_in_the_middle_keeps_the_records_before_the_break(tmp_path)
 # 4 and 5: PII formats (tests/test_redact.py), and title, url, meta, quarantine raw (13) at ingest/normalize
 # ---------------------------------------------------------------------------------------------------
 def test_ingest_and_normalize_redact_text_title_url_meta_and_quarantine_raw(spark, make_config, tmp_path):
-    from medcorpus import runner
-    from medcorpus.runner import RunContext
+    from medcorpus.core import pipeline as runner
+    from medcorpus.core.pipeline import RunContext
 
     src = tmp_path / "src"
     src.mkdir()
@@ -216,9 +216,9 @@ def test_ingest_and_normalize_redact_text_title_url_meta_and_quarantine_raw(spar
 
 
 def test_quarantine_raw_is_cut_after_redaction_so_no_number_is_left_half_visible():
-    from medcorpus.ingest import redact_record
-    from medcorpus.redact import Policy
-    from medcorpus.sources import Record, preview
+    from medcorpus.readers.ingest import redact_record
+    from medcorpus.text.pii import Policy
+    from medcorpus.readers.sources import Record, preview
 
     line = "x" * 1995 + PHONE + " and more text"
     rec = Record("quarantine", 1, reason="malformed_json", raw=preview(line, 2000))
@@ -321,7 +321,7 @@ def test_utf16_jsonl_with_bom_keeps_every_record(tmp_path, bom_encoding):
 # 9. dangling or looping symlinks
 # ---------------------------------------------------------------------------------------------------
 def test_dangling_and_looping_symlinks_become_quarantine_rows(spark, tmp_path):
-    from medcorpus.ingest import _read_partition, list_source_files
+    from medcorpus.readers.ingest import _read_partition, list_source_files
 
     src = tmp_path / "src"
     src.mkdir()
@@ -343,7 +343,7 @@ def test_dangling_and_looping_symlinks_become_quarantine_rows(spark, tmp_path):
 # 10, 11: one writer per warehouse; bad warehouses fail before any input is read
 # ---------------------------------------------------------------------------------------------------
 def test_a_second_writer_gets_a_one_line_busy_error(tmp_path, capsys, no_spark):
-    from medcorpus.storage import WarehouseLock
+    from medcorpus.core.storage import WarehouseLock
 
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "x"}\n')

@@ -8,8 +8,8 @@ import pickle
 import pandas as pd
 import pytest
 
-from medcorpus.config import load_config
-from medcorpus.errors import ConfigError
+from medcorpus.core.config import load_config
+from medcorpus.core.errors import ConfigError
 from medcorpus.llm.client import ChatClient, ChatRequest, ClientSettings, Secret, backoff_seconds, parse_retry_after
 from medcorpus.llm.prompts import (
     ReplyError,

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus.errors import ConfigError
+from medcorpus.core.errors import ConfigError
 from medcorpus.llm import engine
 from medcorpus.llm import stages as llm_stages
-from medcorpus.registry import table_spec
-from medcorpus.runner import RunContext
+from medcorpus.core.warehouse import table_spec
+from medcorpus.core.pipeline import RunContext
 from tests.llm_server import FakeLLMServer
 
 KEY_ENV = "MEDCORPUS_TEST_LLM_KEY"

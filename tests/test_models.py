@@ -12,12 +12,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from medcorpus.classify import prepare_backend, backend_class
-from medcorpus.config import REPO_ROOT, load_config
-from medcorpus.degrade import DEGRADATIONS, degrade
-from medcorpus.fluency import CharLM
-from medcorpus.rater import QualityRater
-from medcorpus.textmodel import DOMAIN_KIND, RATER_KIND, ModelError, load_artifact
+from medcorpus.classify.scoring import prepare_backend, backend_class
+from medcorpus.core.config import REPO_ROOT, load_config
+from medcorpus.classify.degrade import DEGRADATIONS, degrade
+from medcorpus.classify.fluency import CharLM
+from medcorpus.classify.rater import QualityRater
+from medcorpus.classify.textmodel import DOMAIN_KIND, RATER_KIND, ModelError, load_artifact
 
 MODELS = REPO_ROOT / "models"
 
@@ -66,7 +66,7 @@ def test_default_config_points_at_the_shipped_models_and_never_trains():
 
 
 def test_ensure_default_models_does_nothing_when_the_shipped_models_are_there(monkeypatch):
-    from medcorpus import training
+    from medcorpus.classify import training
 
     monkeypatch.setattr(training, "labelled_rows", lambda *a, **k: pytest.fail("a training step ran"))
     training.ensure_default_models(SimpleNamespace(config=load_config()))

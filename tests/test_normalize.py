@@ -3,8 +3,8 @@
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus.config import NormalizeConfig
-from medcorpus.normalize import (
+from medcorpus.core.config import NormalizeConfig
+from medcorpus.text.normalize import (
     clean_whitespace,
     guess_language,
     normalize_documents,

@@ -1,4 +1,4 @@
-"""The one PII redaction policy (medcorpus.redact): every format of issue 20 case 4, the medical numbers
+"""The one PII redaction policy (medcorpus.text.pii): every format of issue 20 case 4, the medical numbers
 that must stay, the Spark and Python engines agreeing, and a hypothesis fuzz over the Python engine."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
-from medcorpus import redact as R
+from medcorpus.text import pii as R
 from tests.test_filters import NOT_PII, PII_CASES, luhn_complete
 
 _W = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from medcorpus.config import S3Config
-from medcorpus.runner import RunContext, run_pipeline
-from medcorpus.storage import exists, list_objects, read_bytes, s3_client, upload, write_bytes
+from medcorpus.core.config import S3Config
+from medcorpus.core.pipeline import RunContext, run_pipeline
+from medcorpus.core.storage import exists, list_objects, read_bytes, s3_client, upload, write_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

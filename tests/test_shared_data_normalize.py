@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from medcorpus.normalize import guess_language, to_simplified
+from medcorpus.text.normalize import guess_language, to_simplified
 from tests.conftest import shared_data_path
 
 pytestmark = pytest.mark.shared_data

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from medcorpus.sft_import import IMPORTERS
+from medcorpus.readers.formats import IMPORTERS
 from tests.conftest import shared_data_path
 
 pytestmark = pytest.mark.shared_data

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medcorpus.sources import (
+from medcorpus.readers.sources import (
     OK,
     PREVIEW_MARGIN,
     QUARANTINE,

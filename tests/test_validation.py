@@ -11,9 +11,9 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus import expectations as E
-from medcorpus.errors import ValidationFailed
-from medcorpus.registry import table_spec
+from medcorpus.quality import expectations as E
+from medcorpus.core.errors import ValidationFailed
+from medcorpus.core.warehouse import table_spec
 
 
 def _query(suite_table: str, note_prefix: str) -> str:
@@ -91,7 +91,8 @@ def _write_jsonl(path, texts):
 
 def test_duplicated_doc_id_stops_the_pipeline_at_its_stage_and_refuses_release(spark, make_config, tmp_path,
                                                                                monkeypatch):
-    from medcorpus import runner, validation
+    from medcorpus.core import pipeline as runner
+    from medcorpus.quality import validation
 
     source = _write_jsonl(tmp_path / "src" / "docs.jsonl", [
         "高血压患者应当每天监测血压，并按医嘱服药。", "Aspirin reduces the risk of heart attack in some adults.",
@@ -138,7 +139,7 @@ def test_duplicated_doc_id_stops_the_pipeline_at_its_stage_and_refuses_release(s
 
 
 def test_preference_checkpoint_reports_pairs_with_chosen_equal_rejected(ctx):
-    from medcorpus.validation import validate_table
+    from medcorpus.quality.validation import validate_table
 
     rows = [("p1", "s1", "Q?", "A", "B", "objective", "src", "zh", 10, "r"),
             ("p2", "s2", "Q2", "same", "same ", "subjective", "src", "en", 5, "r")]
@@ -152,7 +153,7 @@ def test_preference_checkpoint_reports_pairs_with_chosen_equal_rejected(ctx):
 
 def test_sft_checkpoint_passes_a_well_formed_row_with_its_struct_column(ctx):
     """GX lists struct fields (scores.quality ...) as columns: the suite's column list must match that."""
-    from medcorpus.validation import validate_table
+    from medcorpus.quality.validation import validate_table
 
     row = {f.name: None for f in table_spec("sft").schema.fields}
     row.update(sample_id="s1", source="demo", source_file="f.jsonl", type="single_turn", language="zh",

@@ -1,4 +1,4 @@
-"""medcorpus.zipcache: import caches of unchanged zip archives survive importlib.invalidate_caches()."""
+"""medcorpus.core.zipcache: import caches of unchanged zip archives survive importlib.invalidate_caches()."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import zipimport
 
 import pytest
 
-from medcorpus import zipcache
+from medcorpus.core import zipcache
 
 pytestmark = pytest.mark.skipif(
     sys.version_info >= (3, 12), reason="CPython 3.12+ re-reads zip directories lazily itself (gh-103200)"

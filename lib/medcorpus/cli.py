@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from medcorpus.config import Config, load_config
-from medcorpus.errors import MedcorpusError
+from medcorpus.core.config import Config, load_config
+from medcorpus.core.errors import MedcorpusError
 
 log = logging.getLogger("medcorpus")
 
@@ -142,7 +142,7 @@ def _load(args: argparse.Namespace) -> Config:
 def _with_demo_benchmarks_if_missing(args: argparse.Namespace, config: Config) -> Config:
     """The demo run on a machine without the shared benchmark files decontaminates against the demo's own
     small benchmark set (said in the log), instead of failing at the decontaminate stage."""
-    from medcorpus.decontaminate import benchmarks_root
+    from medcorpus.dedup.decontaminate import benchmarks_root
     from medcorpus.demo import DEMO_BENCHMARKS_DIR, write_demo_benchmarks
 
     if benchmarks_root(config.decontaminate).is_dir():
@@ -159,7 +159,7 @@ def _check_local_inputs(sources: Sequence[str], config: Config | None = None) ->
         if "://" not in source and not source.startswith("file:") and not Path(source).exists():
             raise MedcorpusError(f"input path does not exist: {source}")
         if config is not None and source.startswith(("s3a://", "s3://")):
-            from medcorpus.storage import exists
+            from medcorpus.core.storage import exists
 
             if not exists(source, config.s3):  # one boto3 listing: fail before a JVM starts
                 raise MedcorpusError(f"input path does not exist: {source}")
@@ -171,16 +171,16 @@ READ_ONLY_COMMANDS = ("tables", "history")
 
 def _check_before_spark(args: argparse.Namespace, config: Config) -> None:
     """Checks that need no JVM: release names, --until, the warehouse (a folder, writable, credentials)."""
-    from medcorpus.storage import check_warehouse
+    from medcorpus.core.storage import check_warehouse
 
     if args.command in ("release", "export"):
-        from medcorpus.release import check_export_target, check_release_name
+        from medcorpus.datasets.release import check_export_target, check_release_name
 
         check_release_name(args.name)
         if args.command == "export":
             check_export_target(Path(args.out), args.name)
     if args.command == "run" and args.until is not None:
-        from medcorpus.runner import check_until
+        from medcorpus.core.pipeline import check_until
 
         check_until(args.until)
     check_warehouse(config.warehouse, config.s3, writable=args.command not in READ_ONLY_COMMANDS)
@@ -254,7 +254,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         check_llm_ready(config, args.command)  # fail fast: endpoint and prompt template, before Spark
 
-    from medcorpus.storage import WarehouseLock
+    from medcorpus.core.storage import WarehouseLock
 
     lock = WarehouseLock(config.warehouse)
     if args.command not in READ_ONLY_COMMANDS:
@@ -266,8 +266,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run_command(args: argparse.Namespace, config: Config, sources: list[str]) -> int:
-    from medcorpus import runner
-    from medcorpus.session import build_spark
+    from medcorpus.core import pipeline as runner
+    from medcorpus.core.session import build_spark
 
     spark = build_spark(config)
     ctx = runner.RunContext.create(spark, config)
@@ -275,24 +275,24 @@ def _run_command(args: argparse.Namespace, config: Config, sources: list[str]) -
     if args.command == "ingest":
         runner.run_ingest(ctx, sources, args.format)
     elif args.command == "dedup":
-        from medcorpus.dedup import run_dedup
+        from medcorpus.dedup.minhash import run_dedup
 
         run_dedup(ctx)
     elif args.command == "decontaminate":
-        from medcorpus.decontaminate import run_decontaminate
+        from medcorpus.dedup.decontaminate import run_decontaminate
 
         run_decontaminate(ctx)
     elif args.command == "normalize":
         runner.run_normalize(ctx)
     elif args.command == "filter":
-        from medcorpus import filters
+        from medcorpus.filters import rules as filters
 
         if args.explain:
             print(filters.explain_document(ctx, args.explain))
         else:
             print(filters.run_filter(ctx).summary())
     elif args.command == "run":
-        from medcorpus.report import build_report
+        from medcorpus.views.report import build_report
 
         try:
             reports = runner.run_pipeline(ctx, sources, args.until)
@@ -309,46 +309,46 @@ def _run_command(args: argparse.Namespace, config: Config, sources: list[str]) -
 
         print(LLM_STAGES[args.command](ctx).summary())
     elif args.command in ("sft", "preference", "pretrain"):
-        from medcorpus import datasets
+        from medcorpus.datasets import stages as datasets
 
         print({"sft": datasets.run_sft, "preference": datasets.run_preference,
                "pretrain": datasets.run_pretrain}[args.command](ctx).summary())
     elif args.command == "release":
-        from medcorpus.release import run_release
+        from medcorpus.datasets.release import run_release
 
         print(run_release(ctx, args.name).summary())
     elif args.command == "export":
-        from medcorpus.release import export_release
+        from medcorpus.datasets.release import export_release
 
         print(export_release(ctx, args.name, args.format, args.out))
     elif args.command == "classify":
-        from medcorpus.classify import run_classify
+        from medcorpus.classify.scoring import run_classify
 
         print(run_classify(ctx).summary())
     elif args.command in ("train-classifier", "train-rater"):
         import json as _json
 
-        from medcorpus.training import run_train
+        from medcorpus.classify.training import run_train
 
         meta = run_train(ctx, args.command.removeprefix("train-"), args.input, args.out)
         print(_json.dumps({k: meta[k] for k in ("model_version", "checksum", "feature_version", "training_data",
                                                  "metrics")}, indent=2, ensure_ascii=False))
     elif args.command == "build-labelled":
-        from medcorpus.training import run_build_labelled
+        from medcorpus.classify.training import run_build_labelled
 
         print(run_build_labelled(ctx, args.from_, args.shared_data, args.jsonl).summary())
     elif args.command == "validate":
         return _validate(ctx, args.tables, args.version)
     elif args.command == "report":
-        from medcorpus.report import build_report
+        from medcorpus.views.report import build_report
 
         print(build_report(ctx, args.for_run))
     elif args.command == "tables":
-        from medcorpus.inspect import tables_overview
+        from medcorpus.views.tables import tables_overview
 
         print(tables_overview(ctx))
     elif args.command == "history":
-        from medcorpus.inspect import table_history
+        from medcorpus.views.tables import table_history
 
         print(table_history(ctx, args.table, args.limit))
     return 0
@@ -356,9 +356,9 @@ def _run_command(args: argparse.Namespace, config: Config, sources: list[str]) -
 
 def _validate(ctx, tables: list[str], version: int | None) -> int:
     """`medcorpus validate TABLE...`: 0 when every table passed, 1 otherwise (the failures are printed)."""
-    from medcorpus.expectations import suite_tables
-    from medcorpus.registry import table_spec
-    from medcorpus.validation import validate_table
+    from medcorpus.quality.expectations import suite_tables
+    from medcorpus.core.warehouse import table_spec
+    from medcorpus.quality.validation import validate_table
 
     if tables == ["all"]:
         tables = [t for t in suite_tables() if ctx.warehouse.exists(t)]

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medcorpus.config import REPO_ROOT, Config, load_config
+from medcorpus.core.config import REPO_ROOT, Config, load_config
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ DATA_DIRS = ("schemas", "configs", "jobs", "expectations", "lexicons", "prompts"
 def package_project(dist: Path) -> Path:
     """``dist/medcorpus.zip`` (the importable package) with the project's data folders beside it.
 
-    Inside the zip, ``medcorpus.config.REPO_ROOT`` resolves to ``dist``, so the driver finds the table
+    Inside the zip, ``medcorpus.core.config.REPO_ROOT`` resolves to ``dist``, so the driver finds the table
     schemas and default config next to the zip; executors import only the code.
     """
     if dist.exists():
@@ -158,7 +158,7 @@ def package_project(dist: Path) -> Path:
 
 def submit_args(config: Config, cluster_master: str, archive: Path) -> list[str]:
     """spark-submit options: the master, the package, Delta (and S3A) jars from the project Ivy cache."""
-    from medcorpus.session import ivy_dir, ivy_settings_file, jar_excludes, maven_packages
+    from medcorpus.core.session import ivy_dir, ivy_settings_file, jar_excludes, maven_packages
 
     python = sys.executable
     return [
@@ -184,7 +184,7 @@ def submit_args(config: Config, cluster_master: str, archive: Path) -> list[str]
 
 def submit_pipeline(cluster: StandaloneCluster, dist: Path, sources: list[str], warehouse: str,
                     run_id: str, until: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    from medcorpus.decontaminate import benchmarks_root
+    from medcorpus.dedup.decontaminate import benchmarks_root
     from medcorpus.demo import write_demo_benchmarks
 
     config = load_config(overrides=[f"warehouse={warehouse}"])

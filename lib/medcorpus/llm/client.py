@@ -75,7 +75,7 @@ class ClientSettings:
     @classmethod
     def from_config(cls, llm: Any) -> ClientSettings:
         if not llm.base_url:
-            from medcorpus.errors import ConfigError
+            from medcorpus.core.errors import ConfigError
 
             raise ConfigError(
                 "llm.base_url is not set: point it at an OpenAI-compatible endpoint, "
@@ -173,7 +173,7 @@ class ChatClient:
         self._sleep = sleep
         parts = urlsplit(settings.base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            from medcorpus.errors import ConfigError
+            from medcorpus.core.errors import ConfigError
 
             raise ConfigError(f"llm.base_url must be an http(s) URL, got {settings.base_url!r}")
         self._scheme = parts.scheme

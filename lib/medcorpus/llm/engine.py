@@ -20,11 +20,11 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from medcorpus.config import Config
+from medcorpus.core.config import Config
 from medcorpus.llm.client import ClientSettings, Secret
 from medcorpus.llm.prompts import PromptTemplate, load_template, prompt_dir
 from medcorpus.llm.worker import RESULT_SCHEMA, partition_answerer
-from medcorpus.redact import Policy
+from medcorpus.text.pii import Policy
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from medcorpus.config import REPO_ROOT, load_config
+from medcorpus.core.config import REPO_ROOT, load_config
 
 DEFAULT_ROOT = REPO_ROOT.parent / "shared" / "data" / "general_zh" / "niutrans"
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from medcorpus.config import REPO_ROOT
-from medcorpus.errors import ConfigError
+from medcorpus.core.config import REPO_ROOT
+from medcorpus.core.errors import ConfigError
 
 JUDGE_ASPECTS = ("fluency", "relevance", "completeness", "proficiency")
 

@@ -18,11 +18,11 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from medcorpus.errors import TableMissingError
+from medcorpus.core.errors import TableMissingError
 from medcorpus.llm import engine
 from medcorpus.llm.client import ClientSettings
-from medcorpus.redact import redact_columns
-from medcorpus.runlog import StageReport, write_report
+from medcorpus.text.pii import redact_columns
+from medcorpus.core.runlog import StageReport, write_report
 
 log = logging.getLogger(__name__)
 

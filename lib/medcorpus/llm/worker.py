@@ -17,7 +17,7 @@ import pandas as pd
 
 from medcorpus.llm.client import ChatClient, ChatRequest, ClientSettings, Secret
 from medcorpus.llm.prompts import REPAIR_MESSAGE, PromptTemplate, ReplyError, validate
-from medcorpus.redact import Policy, redact, redact_json_string
+from medcorpus.text.pii import Policy, redact, redact_json_string
 
 # Columns of the DataFrame the partition function returns (also the Spark schema below).
 RESULT_COLUMNS = (
@@ -63,7 +63,7 @@ def answer_item(
 ) -> ItemAnswer:
     """One item: request, validate; a malformed reply is asked for once more, then it is a failure.
 
-    Every message is PII-redacted (:mod:`medcorpus.redact`) right before it is sent: nothing unredacted
+    Every message is PII-redacted (:mod:`medcorpus.text.pii`) right before it is sent: nothing unredacted
     leaves the machine, whatever table the prompt was built from. The model's reply (raw and parsed, which
     go to llm_cache, llm_failures and the stage tables) is redacted too, after it was validated.
     """

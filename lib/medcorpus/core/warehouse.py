@@ -1,0 +1,217 @@
+"""Table registry: every table is named once, with its schema file under ``schemas/``.
+
+A table lives at ``<warehouse>/<name>``; the warehouse is a local path or an ``s3a://`` URI.
+Writes go through ``merge_new_rows`` / ``append_rows`` / ``overwrite_rows`` so every commit carries
+``userMetadata`` = {run_id, stage, config_hash}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, StructField, StructType
+
+from medcorpus.core.config import REPO_ROOT
+from medcorpus.core.errors import TableMissingError
+
+
+def schemas_dir() -> Path:
+    return Path(os.environ.get("MEDCORPUS_SCHEMAS", REPO_ROOT / "schemas"))
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    description: str
+    key: tuple[str, ...]
+    fields: tuple[dict[str, Any], ...]
+    partition_by: tuple[str, ...] = field(default=())
+
+    @property
+    def schema(self) -> StructType:
+        return StructType(
+            [StructField(f["name"], _parse_type(f["type"]), bool(f["nullable"])) for f in self.fields]
+        )
+
+    @property
+    def column_names(self) -> list[str]:
+        return [f["name"] for f in self.fields]
+
+
+def _parse_type(ddl: str) -> DataType:
+    from pyspark.sql.types import _parse_datatype_string
+
+    return _parse_datatype_string(ddl)
+
+
+@lru_cache(maxsize=None)
+def table_spec(name: str) -> TableSpec:
+    path = schemas_dir() / f"{name}.json"
+    if not path.exists():
+        known = ", ".join(sorted(all_table_names()))
+        raise KeyError(f"unknown table {name!r}; registered tables: {known}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return TableSpec(
+        name=data["name"],
+        description=data.get("description", ""),
+        key=tuple(data.get("key", ())),
+        fields=tuple(data["fields"]),
+        partition_by=tuple(data.get("partition_by", ())),
+    )
+
+
+def all_table_names() -> list[str]:
+    return sorted(p.stem for p in schemas_dir().glob("*.json"))
+
+
+class Warehouse:
+    """Locations and Delta I/O for the registered tables of one warehouse."""
+
+    def __init__(self, spark: SparkSession, root: str, *, run_id: str, config_hash: str):
+        self.spark = spark
+        self.root = root.rstrip("/")
+        self.run_id = run_id
+        self.config_hash = config_hash
+
+    # -- locations ------------------------------------------------------------------------------
+    def path(self, name: str) -> str:
+        table_spec(name)  # fail early on a typo
+        root = self.root
+        if "://" not in root:
+            root = str(Path(root).resolve())
+        return f"{root}/{name}"
+
+    def exists(self, name: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(self.spark, self.path(name))
+
+    def read(self, name: str, version: int | None = None) -> DataFrame:
+        if not self.exists(name):
+            raise TableMissingError(
+                f"table '{name}' does not exist at {self.path(name)}; run the stage that writes it first"
+            )
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.path(name))
+
+    def read_or_empty(self, name: str) -> DataFrame:
+        if self.exists(name):
+            return self.read(name)
+        return self.spark.createDataFrame([], table_spec(name).schema)
+
+    def version(self, name: str) -> int | None:
+        if not self.exists(name):
+            return None
+        from delta.tables import DeltaTable
+
+        row = DeltaTable.forPath(self.spark, self.path(name)).history(1).select("version").first()
+        return int(row["version"]) if row else None
+
+    # -- writes ---------------------------------------------------------------------------------
+    def _commit_metadata(self, stage: str) -> None:
+        meta = json.dumps({"run_id": self.run_id, "stage": stage, "config_hash": self.config_hash})
+        self.spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", meta)
+
+    def ensure(self, name: str) -> None:
+        """Create the table, empty, with its registered schema when it does not exist."""
+        if self.exists(name):
+            return
+        spec = table_spec(name)
+        from delta.tables import DeltaTable
+
+        builder = DeltaTable.createIfNotExists(self.spark).location(self.path(name)).addColumns(spec.schema)
+        if spec.partition_by:
+            builder = builder.partitionedBy(*spec.partition_by)
+        if spec.description:
+            builder = builder.comment(spec.description)
+        builder.execute()
+
+    def conform(self, name: str, df: DataFrame) -> DataFrame:
+        """Select the registered columns in order, cast to the registered types."""
+        spec = table_spec(name)
+        missing = [c for c in spec.column_names if c not in df.columns]
+        if missing:
+            raise ValueError(f"cannot write {name}: missing columns {missing}")
+        return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in spec.schema.fields])
+
+    def merge_new_rows(self, name: str, df: DataFrame, stage: str) -> dict[str, int]:
+        """Insert rows whose key is not in the table yet (idempotent). Returns Delta's operation metrics."""
+        from delta.tables import DeltaTable
+
+        self.ensure(name)
+        if self.is_empty(name):
+            # nothing to match against (a first run): an append inserts the same rows without MERGE's
+            # join and file rewrite, which made up much of a small stage's time
+            self.append_rows(name, df, stage)
+            metrics = self.last_operation_metrics(name)
+            inserted = metrics.get("numOutputRows", 0)
+            return {**metrics, "numTargetRowsInserted": inserted, "numSourceRows": inserted}
+        spec = table_spec(name)
+        source = self.conform(name, df)
+        cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.key)
+        before = self.version(name)
+        self._commit_metadata(stage)
+        (
+            DeltaTable.forPath(self.spark, self.path(name))
+            .alias("t")
+            .merge(source.alias("s"), cond)
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+        if self.version(name) == before:
+            # Delta skips the commit of a merge that changes nothing; record the run as a property
+            # commit so every run that touched the table shows in its history.
+            self.mark_run(name, stage)
+            return {"numTargetRowsInserted": 0, "numSourceRows": 0}
+        return self.last_operation_metrics(name)
+
+    def is_empty(self, name: str) -> bool:
+        """True when the table has no data files (Delta's metadata, no scan)."""
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, self.path(name)).detail().select("numFiles").first()[0] == 0
+
+    def mark_run(self, name: str, stage: str) -> None:
+        self._commit_metadata(stage)
+        self.spark.sql(
+            f"ALTER TABLE delta.`{self.path(name)}` SET TBLPROPERTIES ('medcorpus.last_run' = '{self.run_id}')"
+        )
+
+    def append_rows(self, name: str, df: DataFrame, stage: str) -> None:
+        self.ensure(name)
+        self._commit_metadata(stage)
+        self.conform(name, df).write.format("delta").mode("append").save(self.path(name))
+
+    def overwrite_rows(self, name: str, df: DataFrame, stage: str) -> None:
+        self.ensure(name)
+        self._commit_metadata(stage)
+        (
+            self.conform(name, df)
+            .write.format("delta")
+            .mode("overwrite")
+            .option("overwriteSchema", "false")
+            .save(self.path(name))
+        )
+
+    def last_operation_metrics(self, name: str) -> dict[str, int]:
+        from delta.tables import DeltaTable
+
+        row = DeltaTable.forPath(self.spark, self.path(name)).history(1).select("operationMetrics").first()
+        metrics = row["operationMetrics"] or {} if row else {}
+        return {k: int(v) for k, v in metrics.items() if str(v).isdigit()}
+
+    def history(self, name: str, limit: int = 20) -> DataFrame:
+        from delta.tables import DeltaTable
+
+        if not self.exists(name):
+            raise TableMissingError(f"table '{name}' does not exist at {self.path(name)}")
+        return DeltaTable.forPath(self.spark, self.path(name)).history(limit)
