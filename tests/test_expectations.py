@@ -113,7 +113,17 @@ def test_pii_patterns_find_pii_and_leave_placeholders():
     assert not found("血压 138/90 mmHg, 剂量 12345678901234 单位")  # 14 digits is not a mobile number
 
 
-def test_pii_patterns_equal_the_filter_stage():
-    filters = pytest.importorskip("medcorpus.filters.rules", reason="filter stage not present")
-    for name, pattern in E.PII_PATTERNS.items():
-        assert filters.PII_PATTERNS[name] == pattern, f"{name} differs from medcorpus.filters.rules.PII_PATTERNS"
+def test_suites_check_the_redaction_policys_patterns_and_catch_pii():
+    from medcorpus.text import pii
+
+    shared = [pii.PII_PATTERNS[t] for t in pii.LEFTOVER_CHECK_TYPES]
+    for table in ("clean_documents", "unique_documents"):
+        lists = [e["kwargs"]["regex_list"] for e in E.load_suite(table)["expectations"]
+                 if e["type"] == "expect_column_values_to_not_match_regex_list"]
+        assert lists == [shared], f"{table}: the PII check must use medcorpus.text.pii's patterns"
+    patterns = [re.compile(p) for p in shared]
+    leaked = "请拨打 138 1234 5678 或写信 zhang.san@example.com"
+    assert sum(bool(p.search(leaked)) for p in patterns) == 2
+    redacted, counts = pii.redact_text(leaked)
+    assert counts == {"PHONE": 1, "EMAIL": 1}
+    assert not any(p.search(redacted) for p in patterns), redacted

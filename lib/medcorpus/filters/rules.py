@@ -37,6 +37,7 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 from medcorpus.core.config import REPO_ROOT, FilterConfig, NormalizeConfig
 from medcorpus.core.errors import InputError
 from medcorpus.text.normalize import token_estimate
+from medcorpus.text.pii import redact_pii  # the PII policy: one module for every table and the LLM prompts
 from medcorpus.core.runlog import StageReport, write_report
 
 if TYPE_CHECKING:
@@ -547,13 +548,6 @@ def explain_rules(scored: DataFrame, cfg: FilterConfig) -> DataFrame:
         for i, r in enumerate(rules(cfg))
     ])
     return scored.select("doc_id", "lang", F.explode(rows).alias("r")).select("doc_id", "lang", "r.*")
-
-
-# ---------------------------------------------------------------------------------------------------
-# PII redaction: the policy lives in medcorpus.text.pii (one module for every table and the LLM prompts);
-# these names stay importable from here.
-# ---------------------------------------------------------------------------------------------------
-from medcorpus.text.pii import PII_PATTERNS, PLACEHOLDER, id_card_valid, luhn_valid, placeholder, redact_pii  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------------------------

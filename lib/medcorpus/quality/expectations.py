@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from medcorpus.core.config import REPO_ROOT, Config
-from medcorpus.text.pii import PII_PATTERNS as _ALL_PII_PATTERNS
+from medcorpus.text import pii
 from medcorpus.core.warehouse import TableSpec, all_table_names, table_spec
 
 CRITICAL = "critical"
@@ -40,9 +40,9 @@ UNVALIDATED_TABLES = frozenset({"validation_results"})
 MIXTURE_TARGETS_VIEW = "medcorpus_mixture_targets"
 RUN_LOG_VIEW = "medcorpus_run_log"
 
-# PII left in released text: the regex-only types of the one redaction policy (medcorpus.text.pii redacts
-# these unconditionally; ID and bank cards also need a checksum, so a bare pattern is not proof of PII).
-PII_PATTERNS: dict[str, str] = {name: _ALL_PII_PATTERNS[name] for name in ("URL_CREDENTIALS", "EMAIL", "PHONE")}
+# PII left in released text: the patterns of the one redaction policy (medcorpus.text.pii), for the types
+# it names in LEFTOVER_CHECK_TYPES.
+PII_PATTERNS: dict[str, str] = pii.patterns(pii.LEFTOVER_CHECK_TYPES)
 
 LANG_VALUES = ["zh", "en", "other"]
 PROBABILITY_COLUMNS = re.compile(r"(^|_)(prob|probability|confidence|similarity|overlap)$|^p_|^sample_key$")

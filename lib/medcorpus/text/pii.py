@@ -70,6 +70,16 @@ DEFAULT_TYPES: tuple[str, ...] = (
 )
 DEFAULT_BANK_CARD_PREFIXES = "3456"
 
+#: The types whose leftovers the data-quality suites (medcorpus.quality.expectations) look for in released
+#: text, as a regex over the column. ID and bank cards are not among them: without the checksum a bare
+#: match is not proof of PII.
+LEFTOVER_CHECK_TYPES: tuple[str, ...] = ("URL_CREDENTIALS", "EMAIL", "PHONE")
+
+
+def patterns(types: Iterable[str]) -> dict[str, str]:
+    """The regexes of ``types`` (in that order), from :data:`PII_PATTERNS`."""
+    return {t: PII_PATTERNS[t] for t in types}
+
 # What a normalised (ASCII, no separators) ID candidate must look like besides its check digit.
 ID18_SHAPE = r"^[1-9][0-9]{5}(18|19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9X]$"
 ID15_SHAPE = r"^[1-9][0-9]{5}[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])[0-9]{3}$"
