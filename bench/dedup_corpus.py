@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from medcorpus.core.config import DedupConfig
-from medcorpus.dedup.minhash import _HAN, shingles
+from medcorpus.dedup.minhash import shingles
+from medcorpus.text.script import HAN as _HAN
 
 SOURCES = ("toyhom_csv", "toyhom_txt", "huatuo", "medquad")
 

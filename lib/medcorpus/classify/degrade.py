@@ -16,6 +16,8 @@ import random
 import re
 from collections.abc import Callable
 
+from medcorpus.text.script import HAN_CLASS, mostly_han
+
 _SENT_END = "。！？!?；;…"
 _SENT_SPLIT = re.compile(r"(?<=[。！？!?；;…])|(?<=[.])(?=\s)|\n")
 
@@ -50,11 +52,6 @@ _OCR_SWAPS = {"l": "1", "1": "l", "O": "0", "0": "O", "m": "rn", "e": "c", "a": 
 _NOISE = "~^`|¦¬°•■□▲◆※¤§¨"
 
 
-def is_han(text: str) -> bool:
-    sample = text[:400]
-    return sum("\u4e00" <= c <= "\u9fff" for c in sample) > len(sample) / 3
-
-
 def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENT_SPLIT.split(text) if s and s.strip()]
 
@@ -71,13 +68,13 @@ def shuffle_sentences(text: str, rng: random.Random) -> str:
     while order == sorted(order):
         rng.shuffle(order)
     shuffled = iter([flat[i] for i in order])
-    sep = "" if is_han(text) else " "
+    sep = "" if mostly_han(text) else " "
     return "\n".join(sep.join(next(shuffled) for _ in ss) for ss in per_line)
 
 
 def inject_spam(text: str, rng: random.Random) -> str:
     sents = sentences(text)
-    pool = AD_LINES_ZH if is_han(text) else AD_LINES_EN
+    pool = AD_LINES_ZH if mostly_han(text) else AD_LINES_EN
     out: list[str] = []
     for i, s in enumerate(sents):
         out.append(s)
@@ -89,13 +86,13 @@ def inject_spam(text: str, rng: random.Random) -> str:
 
 
 def stuff_keywords(text: str, rng: random.Random) -> str:
-    if is_han(text):
-        words = re.findall(r"[\u4e00-\u9fff]{2,4}", text)
+    if mostly_han(text):
+        words = re.findall(f"[{HAN_CLASS}]{{2,4}}", text)
     else:
         words = [w for w in re.findall(r"[A-Za-z]{5,}", text)]
     words = words or ["health"]
     keys = [rng.choice(words) for _ in range(3)]
-    sep = "，" if is_han(text) else ", "
+    sep = "，" if mostly_han(text) else ", "
     stuffed = sep.join(rng.choice(keys) for _ in range(40))
     half = len(text) // 2
     return f"{text[:half]}\n{stuffed}\n{text[half:]}\n{stuffed}"
@@ -132,7 +129,7 @@ def mojibake(text: str, rng: random.Random) -> str:
         span = rng.randint(20, 60)
         chunk = text[i: i + span]
         if rng.random() < 0.5:
-            codec = "gbk" if is_han(text) else "latin-1"
+            codec = "gbk" if mostly_han(text) else "latin-1"
             chunk = chunk.encode("utf-8").decode(codec, errors="replace")
         out.append(chunk)
         i += span
@@ -140,7 +137,7 @@ def mojibake(text: str, rng: random.Random) -> str:
 
 
 def boilerplate_menu(text: str, rng: random.Random) -> str:
-    pool = MENUS_ZH if is_han(text) else MENUS_EN
+    pool = MENUS_ZH if mostly_han(text) else MENUS_EN
     top = "\n".join(rng.sample(pool, 3))
     bottom = "\n".join(rng.sample(pool, 3))
     return f"{top}\n{text}\n{bottom}"
@@ -154,7 +151,7 @@ def repeat_paragraphs(text: str, rng: random.Random) -> str:
 
 def garble_char_order(text: str, rng: random.Random) -> str:
     """Characters shuffled inside short windows (Chinese) or inside words (English): machine-garbled order."""
-    if is_han(text):
+    if mostly_han(text):
         chars = list(text)
         for start in range(0, len(chars), 6):
             window = chars[start: start + 6]

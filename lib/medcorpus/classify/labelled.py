@@ -37,6 +37,7 @@ from pathlib import Path
 
 from medcorpus.core.config import NormalizeConfig
 from medcorpus.text.normalize import normalize_one
+from medcorpus.text.script import mostly_han
 from medcorpus.classify.textmodel import GENERAL, MEDICAL, dense_signals
 
 BUILDER_VERSION = "labelled-v1"
@@ -111,9 +112,9 @@ def synthetic_twins(row: LabelledRow, rng: random.Random) -> list[LabelledRow]:
     if kind == 0:
         twin, score = (rng.choice(sentences) + " ") * rng.randint(6, 15), 0.5
     elif kind == 1:
-        units = list(text[:600]) if _mostly_han(text) else text[:1500].split()
+        units = list(text[:600]) if mostly_han(text) else text[:1500].split()
         rng.shuffle(units)
-        twin, score = ("" if _mostly_han(text) else " ").join(units), 1.0
+        twin, score = ("" if mostly_han(text) else " ").join(units), 1.0
     else:
         parts = sentences[:6]
         mixed = []
@@ -134,11 +135,6 @@ def boilerplate_rows() -> list[LabelledRow]:
             for i, t in enumerate(_BOILERPLATE)]
     rows += [LabelledRow(t, GENERAL, None, 0.3, "ads", f"ads-{i}", split(i), True) for i, t in enumerate(_AD_LINES)]
     return rows
-
-
-def _mostly_han(text: str) -> bool:
-    sample = text[:400]
-    return sum("\u4e00" <= c <= "\u9fff" for c in sample) > len(sample) / 3
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 
 from medcorpus.classify.fluency import CharLM
+from medcorpus.text.script import mostly_han
+from medcorpus.text.script import NOT_HAN_RUN as _NOT_HAN
 
 RATER_FEATURES = ("fluency", "fluency_tail", "cohesion", "lead", "order_breaks", "ends_cleanly", "end_prob",
                   "spam", "boilerplate", "noise", "repetition", "repetition3", "stuffing", "log_length")
@@ -45,7 +47,6 @@ RATER_FEATURES = ("fluency", "fluency_tail", "cohesion", "lead", "order_breaks",
 # cleanly looks like its original on every other signal). 0.08 per tenfold length: a 3,000-character text
 # gains 0.12 over a 100-character one, too little to order a source by length.
 LENGTH_TIEBREAK = 0.08
-HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
 _SENT = re.compile(r"(?<=[。！？!?；;…])|(?<=[.])(?=\s)|\n")
 _END_OK = re.compile(r"[。！？!?…\.\"'”’」』）)\]】》>~～]\s*$")
@@ -64,14 +65,8 @@ _NAV_LINE = re.compile(r"(?m)^(?=[^\n]{0,80}$)[^\n]*?(?:" + _NAV.pattern + r")[^
 _LINE = re.compile(r"(?m)^[^\n]*\S[^\n]*$")
 _NOISE = re.compile(r"[~^`|¦¬°•■□▲◆※¤§¨\ufffd]|Ã|Â|â€|锟|鈥|銆|锛|涓|鐨|鏄|�")
 _SPACE = re.compile(r"\s")
-_NOT_HAN = re.compile(r"[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 MAX_CHARS = 3000
 MAX_SENTENCES = 30
-
-
-def is_han_text(text: str) -> bool:
-    sample = text[:400]
-    return len(HAN.findall(sample)) > len(sample) / 3
 
 
 def _units(sentence: str, han: bool) -> set[str]:
@@ -180,7 +175,7 @@ def raw_features(texts: Sequence[str], lm: CharLM) -> np.ndarray:
     ends = lm.end_logprobs([t or "" for t in texts])
     out = np.zeros((len(heads), len(RATER_FEATURES) + 1))
     for i, t in enumerate(heads):
-        han = is_han_text(t)
+        han = mostly_han(t)
         nonspace = max(len(t) - len(_SPACE.findall(t)), 1)
         units = sentence_units(t, han)
         tokens: str | list[str] = _NOT_HAN.sub("", t) if han else _WORD.findall(t.lower())

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from medcorpus.core.errors import MedcorpusError
+from medcorpus.text.script import HAN_RUN as _HAN_RUN
 from medcorpus.classify.rater import RATER_FEATURES, QualityRater
 
 FEATURE_VERSION = "hngram-v2"
@@ -46,7 +47,6 @@ class ModelError(MedcorpusError):
 # ---------------------------------------------------------------------------------------------------
 # features
 # ---------------------------------------------------------------------------------------------------
-_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _LATIN_TOKEN = r"(?u)\b[^\W\d_][^\W_]+\b"
 _SYMBOL = re.compile(r"[^\w\s\u3000-\u303f\uff00-\uffef，。、；：？！“”‘’（）《》【】…—,.;:?!'\"()\-]")
 _SPAM_CUES = re.compile(

@@ -21,11 +21,12 @@ from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, 
 
 from medcorpus.core.config import NormalizeConfig
 from medcorpus.text.pii import Policy, redact_column, redact_columns
+from medcorpus.text.script import HAN as _HAN
+from medcorpus.text.script import han_count
 
 # ---------------------------------------------------------------------------------------------------
 # pure Python helpers (unit-tested directly)
 # ---------------------------------------------------------------------------------------------------
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")
@@ -175,10 +176,6 @@ def clean_whitespace(text: Column) -> Column:
     text = F.regexp_replace(text, r"(?m)^ +| +$", "")
     text = F.regexp_replace(text, r"\n{3,}", "\n\n")
     return F.trim(text)
-
-
-def han_count(text: Column) -> Column:
-    return F.char_length(F.regexp_replace(text, r"[^\p{IsHan}]", ""))
 
 
 def token_estimate(text: Column, cfg: NormalizeConfig) -> Column:
