@@ -89,7 +89,8 @@ def run_medcorpus(spark, corpus, cfg, workdir: Path) -> dict:
 def run_datasketch(corpus, cfg) -> dict:
     from datasketch import MinHash, MinHashLSH
 
-    from medcorpus.dedup.minhash import _SPACE, _WORD
+    from medcorpus.dedup.minhash import _SPACE
+    from medcorpus.text.ngrams import WORD as _WORD
 
     t0 = time.perf_counter()
     lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)

@@ -30,7 +30,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 from medcorpus.core.config import REPO_ROOT, DecontaminateConfig
-from medcorpus.dedup.minhash import _HAN, _WORD, _codepoints, span_hashes
+from medcorpus.text.ngrams import WORD as _WORD
+from medcorpus.text.ngrams import char_ngram_hashes, word_ngram_hashes
+from medcorpus.text.script import HAN as _HAN
 from medcorpus.core.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -53,26 +55,17 @@ def is_chinese(text: str) -> bool:
 
 
 def char_ngrams(text: str, n: int, whole_if_shorter: bool = False) -> np.ndarray:
-    cps = _codepoints(compact(text))
-    if len(cps) < n:
-        if whole_if_shorter and len(cps):
-            return span_hashes(cps, np.array([0]), np.array([len(cps)]))
+    c = compact(text)
+    if len(c) < n and not whole_if_shorter:
         return np.empty(0, dtype=np.uint64)
-    starts = np.arange(len(cps) - n + 1)
-    return span_hashes(cps, starts, starts + n)
+    return char_ngram_hashes(c, n)
 
 
 def word_ngrams(text: str, n: int, whole_if_shorter: bool = False) -> np.ndarray:
     words = _WORD.findall(unicodedata.normalize("NFKC", text).lower())
     if len(words) < n and not (whole_if_shorter and words):
         return np.empty(0, dtype=np.uint64)
-    joined = " ".join(words)
-    lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
-    starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
-    ends = starts + lengths
-    k = max(1, len(words) - n + 1)
-    last = np.minimum(np.arange(k) + n - 1, len(words) - 1)
-    return span_hashes(_codepoints(joined), starts[:k], ends[last]) ^ _WORD_SALT
+    return word_ngram_hashes(words, n) ^ _WORD_SALT
 
 
 def item_ngrams(text: str, cfg: DecontaminateConfig) -> np.ndarray:

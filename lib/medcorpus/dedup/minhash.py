@@ -7,7 +7,7 @@ Pipeline of pure DataFrame transforms, called by :func:`run_dedup`:
 3. ``with_signatures``: MinHash signatures in one ``mapInArrow`` pass that carries the other columns
    through (no join back). Shingles are character n-grams for Chinese (a whitespace split would turn a
    Chinese paragraph into one token) and word n-grams otherwise, hashed with a 64-bit polynomial rolling
-   hash, then ``num_perm`` multiply-shift permutations seeded by ``seed``, both in compiled loops (numba;
+   hash (:mod:`medcorpus.text.ngrams`), then ``num_perm`` multiply-shift permutations seeded by ``seed``, both in compiled loops (numba;
    the numpy fallbacks give the same bits): the same text gives the same signature on every run and every
    machine.
 4. ``triaged_pairs``: the same Arrow pass also computes each band's bucket key (a splitmix64 chain over the
@@ -46,76 +46,16 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, LongType, StringType, StructField, StructType
 
 from medcorpus.core.config import DedupConfig
+from medcorpus.text.ngrams import WORD, char_ngram_hashes, mix64, word_ngram_hashes
+from medcorpus.text.script import HAN as _HAN
 
 log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------------
 # shingles and MinHash (pure numpy; unit-tested directly and reused by the benchmark's brute force)
 # ---------------------------------------------------------------------------------------------------
-_MASK64 = (1 << 64) - 1
-_POLY = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2**64
-_POLY_INV = pow(_POLY, -1, 1 << 64)
 _WORD_SALT = np.uint64(0x5BD1E9955BD1E995)
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _SPACE = re.compile(r"\s+")
-_WORD = re.compile(r"[^\W_]+")
-
-
-@lru_cache(maxsize=8)
-def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """P**j and P**-j modulo 2**64 for j < n (uint64 arithmetic wraps, which is the modulus)."""
-    with np.errstate(over="ignore"):
-        pw = np.cumprod(np.full(n, _POLY, dtype=np.uint64), dtype=np.uint64)
-        inv = np.cumprod(np.full(n, _POLY_INV, dtype=np.uint64), dtype=np.uint64)
-    pw = np.concatenate([np.ones(1, np.uint64), pw[:-1]])
-    inv = np.concatenate([np.ones(1, np.uint64), inv[:-1]])
-    return pw, inv
-
-
-def _grow(n: int) -> int:
-    size = 1024
-    while size < n:
-        size *= 2
-    return size
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: spreads the polynomial hash's bits evenly."""
-    with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint64(30))
-        x = x * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> np.uint64(27))
-        x = x * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
-def _span_hashes_numpy(codepoints: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    n = len(codepoints)
-    pw, inv = _powers(_grow(n + 1))
-    with np.errstate(over="ignore"):
-        prefix = np.empty(n + 1, dtype=np.uint64)
-        prefix[0] = 0
-        np.cumsum(codepoints.astype(np.uint64) * pw[:n], dtype=np.uint64, out=prefix[1:])
-        raw = (prefix[ends] - prefix[starts]) * inv[starts]
-    return _mix64(raw)
-
-
-def span_hashes(codepoints: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """64-bit hashes of the code point spans [start, end), all at once.
-
-    With prefix sums H[i] = sum_{j<i} c_j P^j, the span hash is (H[end] - H[start]) * P^-start, so a span
-    hashes the same wherever it occurs. Everything is uint64 arithmetic modulo 2**64, then splitmix64.
-    A compiled loop (numba) and the numpy expression give the same bits; the loop makes no temporaries.
-    """
-    if _span_kernel is not None and len(codepoints):
-        pw, inv = _powers(_grow(len(codepoints) + 1))
-        return _span_kernel(np.ascontiguousarray(codepoints, dtype=np.uint32), np.ascontiguousarray(starts, dtype=np.int64),
-                            np.ascontiguousarray(ends, dtype=np.int64), pw, inv)
-    return _span_hashes_numpy(codepoints, starts, ends)
-
-
-def _codepoints(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
 def uses_char_shingles(text: str, lang: str | None, zh_min_han_ratio: float) -> bool:
@@ -129,26 +69,15 @@ def uses_char_shingles(text: str, lang: str | None, zh_min_han_ratio: float) -> 
 
 def char_shingles(text: str, n: int) -> np.ndarray:
     """Hashes of the character n-grams of the lower-cased text with whitespace removed."""
-    cps = _codepoints(_SPACE.sub("", text.lower()))
-    if len(cps) == 0:
-        return np.empty(0, dtype=np.uint64)
-    k = max(1, len(cps) - n + 1)
-    starts = np.arange(k)
-    return span_hashes(cps, starts, np.minimum(starts + n, len(cps)))
+    return char_ngram_hashes(_SPACE.sub("", text.lower()), n)
 
 
 def word_shingles(text: str, n: int) -> np.ndarray:
     """Hashes of the word n-grams (words = runs of letters/digits, lower-cased, joined by one space)."""
-    words = _WORD.findall(text.lower())
+    words = WORD.findall(text.lower())
     if not words:
         return np.empty(0, dtype=np.uint64)
-    joined = " ".join(words)
-    lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
-    word_starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
-    word_ends = word_starts + lengths
-    k = max(1, len(words) - n + 1)
-    last = np.minimum(np.arange(k) + n - 1, len(words) - 1)
-    return span_hashes(_codepoints(joined), word_starts[:k], word_ends[last]) ^ _WORD_SALT
+    return word_ngram_hashes(words, n) ^ _WORD_SALT
 
 
 def shingles(text: str | None, lang: str | None, cfg: DedupConfig) -> np.ndarray:
@@ -199,28 +128,8 @@ try:  # a compiled loop: no (shingles x num_perm) temporaries, no sort; same ari
                 sig[j] = min(sig[j], np.uint32((a[j] * x + b[j]) >> shift))
         return sig
 
-    @njit(cache=os.path.isfile(__file__), nogil=True)
-    def _span_kernel(cps, starts, ends, pw, inv):  # type: ignore[no-untyped-def]
-        n = cps.shape[0]
-        prefix = np.empty(n + 1, dtype=np.uint64)
-        acc = np.uint64(0)
-        prefix[0] = acc
-        for i in range(n):
-            acc += np.uint64(cps[i]) * pw[i]
-            prefix[i + 1] = acc
-        out = np.empty(starts.shape[0], dtype=np.uint64)
-        for i in range(starts.shape[0]):
-            x = (prefix[ends[i]] - prefix[starts[i]]) * inv[starts[i]]
-            x ^= x >> np.uint64(30)
-            x *= np.uint64(0xBF58476D1CE4E5B9)
-            x ^= x >> np.uint64(27)
-            x *= np.uint64(0x94D049BB133111EB)
-            out[i] = x ^ (x >> np.uint64(31))
-        return out
-
 except ImportError:  # pragma: no cover - numba is a dependency; the numpy path gives the same signatures
     _minhash_kernel = None
-    _span_kernel = None
 
 
 def _intersection_sizes_numpy(xv, xo, yv, yo):  # type: ignore[no-untyped-def]
@@ -286,7 +195,7 @@ def band_hashes(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
         for band in range(bands):
             h = np.full(sigs.shape[0], np.uint64(band + 1) * np.uint64(0x9E3779B97F4A7C15), dtype=np.uint64)
             for r in range(rows):
-                h = _mix64(h ^ sigs[:, band * rows + r].astype(np.uint64))
+                h = mix64(h ^ sigs[:, band * rows + r].astype(np.uint64))
             out[:, band] = h
     return out.view(np.int64)
 
