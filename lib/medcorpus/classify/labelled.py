@@ -27,18 +27,22 @@ import glob
 import hashlib
 import io
 import json
+import logging
 import random
 import re
-import xml.etree.ElementTree as ET
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from medcorpus.core.config import NormalizeConfig
+from medcorpus.readers import formats
 from medcorpus.text.normalize import normalize_one
 from medcorpus.text.script import mostly_han
 from medcorpus.classify.textmodel import GENERAL, MEDICAL, dense_signals
+
+log = logging.getLogger(__name__)
 
 BUILDER_VERSION = "labelled-v1"
 
@@ -164,17 +168,38 @@ def _read(path: Path, encoding: str = "utf-8") -> str:
     return path.read_bytes().decode(encoding, errors="replace")
 
 
+# The dataset formats shared with the SFT import are read by their one parser in medcorpus.readers.formats;
+# an item the parser cannot read is skipped here, counted per source and reason and logged (the SFT import
+# quarantines the same items).
+SKIPPED: Counter[tuple[str, str]] = Counter()
+
+
+def _readable(source: str, items: Iterable[formats.Item]) -> Iterator[formats.Item]:
+    """The items that parsed; the others are counted in :data:`SKIPPED` and logged once per source."""
+    bad: Counter[str] = Counter()
+    for item in items:
+        if item.error:
+            bad[item.error] += 1
+            continue
+        yield item
+    for reason, n in sorted(bad.items()):
+        SKIPPED[(source, reason)] += n
+    if bad:
+        log.warning("labelled %s: skipped %d unreadable records (%s)", source, sum(bad.values()),
+                    ", ".join(f"{r}: {n}" for r, n in sorted(bad.items())))
+
+
 def read_toyhom(root: Path) -> Iterator[tuple[str, str]]:
     path = root / "medical_zh/toyhom_dialogue/im_sample_5000-6000.gb18030.csv"
-    for i, r in enumerate(csv.DictReader(io.StringIO(_read(path, "gb18030")))):
-        yield f"toyhom#{i // 200}", f"{r.get('title') or ''}\n{r.get('ask') or ''}\n{r.get('answer') or ''}"
+    for item in _readable("toyhom_dialogue", formats.parse_toyhom_csv(path)):
+        r = item.obj
+        yield f"toyhom#{item.position // 200}", f"{r.get('title') or ''}\n{r.get('ask') or ''}\n{r.get('answer') or ''}"
 
 
 def read_huatuo(root: Path) -> Iterator[tuple[str, str]]:
-    for i, line in enumerate(_read(root / "medical_zh/huatuo/llama_data.json").splitlines()):
-        if line.strip():
-            r = json.loads(line)
-            yield f"huatuo#{i // 200}", f"{r.get('instruction', '')}\n{r.get('input', '')}\n{r.get('output', '')}"
+    for item in _readable("huatuo", formats.parse_alpaca_jsonl(root / "medical_zh/huatuo/llama_data.json")):
+        r = item.obj
+        yield f"huatuo#{item.position // 200}", f"{r.get('instruction', '')}\n{r.get('input', '')}\n{r.get('output', '')}"
 
 
 def read_tcm_books(root: Path) -> Iterator[tuple[str, str]]:
@@ -184,33 +209,38 @@ def read_tcm_books(root: Path) -> Iterator[tuple[str, str]]:
 
 
 def read_cmtmedqa(root: Path) -> Iterator[tuple[str, str]]:
-    for i, r in enumerate(json.loads(_read(root / "medical_zh/cmtmedqa/CMtMedQA_test.json"))):
+    for item in _readable("cmtmedqa", formats.parse_cmtmedqa_json(root / "medical_zh/cmtmedqa/CMtMedQA_test.json")):
+        r = item.obj
         turns = [t for pair in r.get("history") or [] for t in pair] + [r.get("instruction", ""), r.get("output", "")]
-        yield f"cmtmedqa#{i // 100}", "\n".join(t for t in turns if t)
+        yield f"cmtmedqa#{item.position // 100}", "\n".join(t for t in turns if t)
 
 
-def _dialogue_blocks(text: str) -> Iterator[tuple[int, str]]:
-    for i, block in enumerate(re.split(r"\n(?=id=\d+)", text)):
-        body = "\n".join(ln for ln in block.splitlines() if ln.strip() and not ln.startswith(("id=", "http")))
+def _dialogue_blocks(source: str, path: Path) -> Iterator[tuple[int, str]]:
+    """(block number, the block's non-empty lines without the URL line)."""
+    for item in _readable(source, formats.parse_covid_dialogue_txt(path)):
+        lines = item.obj["body"].splitlines()
+        body = "\n".join(ln for ln in lines if ln.strip() and not ln.startswith(("id=", "http")))
         if body.strip():
-            yield i, body
+            yield item.obj["block"], body
 
 
 def read_covid_zh(root: Path) -> Iterator[tuple[str, str]]:
-    for i, body in _dialogue_blocks(_read(root / "medical_zh/covid_dialogue/COVID-Dialogue-Dataset-Chinese.txt")):
+    path = root / "medical_zh/covid_dialogue/COVID-Dialogue-Dataset-Chinese.txt"
+    for i, body in _dialogue_blocks("covid_dialogue_zh", path):
         yield f"covid_zh#{i // 100}", body
 
 
 def read_covid_en(root: Path) -> Iterator[tuple[str, str]]:
-    for i, body in _dialogue_blocks(_read(root / "medical_en/covid_dialogue/COVID-Dialogue-Dataset-English.txt")):
+    path = root / "medical_en/covid_dialogue/COVID-Dialogue-Dataset-English.txt"
+    for i, body in _dialogue_blocks("covid_dialogue_en", path):
         yield f"covid_en#{i // 100}", body
 
 
 def read_medicalgpt(root: Path) -> Iterator[tuple[str, str]]:
-    for i, line in enumerate(_read(root / "medical_zh/medicalgpt/medical_sft_1K_format.jsonl").splitlines()):
-        if line.strip():
-            conv = json.loads(line).get("conversations") or []
-            yield f"medicalgpt_sft#{i // 100}", "\n".join(str(t.get("value", "")) for t in conv)
+    path = root / "medical_zh/medicalgpt/medical_sft_1K_format.jsonl"
+    for item in _readable("medicalgpt", formats.parse_sharegpt_jsonl(path)):
+        conv = item.obj["conversations"]
+        yield f"medicalgpt_sft#{item.position // 100}", "\n".join(str(t.get("value", "")) for t in conv)
     for chunk in _chunks(_read(root / "medical_zh/medicalgpt/fever.txt"), 1200):
         yield "fever.txt", chunk
 
@@ -224,11 +254,8 @@ def medquad_collection(group: str) -> str:
 
 
 def read_medquad(root: Path) -> Iterator[tuple[str, str]]:
-    for path in sorted((root / "medical_en/medquad").glob("*/*.xml")):
-        try:
-            doc = ET.parse(path).getroot()
-        except ET.ParseError:
-            continue
+    for item in _readable("medquad", formats.parse_medquad_xml(root / "medical_en/medquad")):
+        path, doc = item.obj
         parts = [doc.findtext("Focus") or ""]
         for pair in doc.iter("QAPair"):
             parts += [pair.findtext("Question") or "", (pair.findtext("Answer") or "").strip()]
@@ -238,9 +265,9 @@ def read_medquad(root: Path) -> Iterator[tuple[str, str]]:
 
 
 def read_pubmedqa(root: Path) -> Iterator[tuple[str, str]]:
-    data = json.loads(_read(root / "medical_en/pubmedqa/ori_pqal.json"))
-    for i, (pmid, r) in enumerate(sorted(data.items())):
-        yield f"pubmedqa#{i // 100}", "\n".join([r["QUESTION"], *r["CONTEXTS"], r.get("LONG_ANSWER", "")])
+    for item in _readable("pubmedqa", formats.parse_pubmedqa_json(root / "medical_en/pubmedqa/ori_pqal.json")):
+        _pmid, r = item.obj
+        yield f"pubmedqa#{item.position // 100}", "\n".join([r["QUESTION"], *r["CONTEXTS"], r.get("LONG_ANSWER", "")])
 
 
 def read_msra(root: Path) -> Iterator[tuple[str, str]]:

@@ -6,6 +6,11 @@ corpus): it yields plain dicts with the fields of :data:`CANDIDATE_SCHEMA`. A re
 and the stage sends it to quarantine. :func:`import_sources` turns the records of all configured sources
 into one Spark DataFrame.
 
+Each of the formats that also feed the labelled-data builder (:mod:`medcorpus.classify.labelled`) has one
+*parser*, ``parse_<format>(path)``: it yields :class:`Item` s, the native records as the file holds them (or
+why one could not be read). The SFT importer ``read_<format>`` renders items into candidate records; the
+labelled builder renders the same items into documents, and counts the items it cannot use.
+
 Formats (importer ids):
 
 - ``alpaca_jsonl``: JSON lines ``{instruction, input, output}`` (Huatuo ``llama_data.json``).
@@ -29,12 +34,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections import Counter
 import json
 import logging
 import re
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -181,24 +187,116 @@ def mc_record(source: str, source_file: str, position: int, native_id: str, ques
 
 
 # ---------------------------------------------------------------------------------------------------
-# importers: (source name, path, subjects) -> records
+# parsers: one per format, shared by the SFT importers and the labelled-data builder
 # ---------------------------------------------------------------------------------------------------
-def _json_lines(path: Path, source: str) -> Iterator[tuple[int, Any, Record | None]]:
+@dataclass(frozen=True)
+class Item:
+    """One native record of a dataset file: ``obj`` as parsed, or ``error`` (why it could not be read)
+    with its ``raw`` text. ``position`` is the record's place in the file (line, row, block or file index)."""
+
+    source_file: str
+    position: int
+    obj: Any = None
+    error: str | None = None
+    raw: str = ""
+
+
+def item_error(source: str, item: Item) -> Record:
+    """The quarantine record of an unreadable item."""
+    assert item.error is not None
+    return error_record(source, item.source_file, item.position, item.error, item.raw)
+
+
+def _json_lines(path: Path) -> Iterator[Item]:
     with path.open("r", encoding="utf-8-sig") as fh:
         for i, line in enumerate(fh):
             if not line.strip():
                 continue
             try:
-                yield i, json.loads(line), None
+                yield Item(str(path), i, json.loads(line))
             except json.JSONDecodeError:
-                yield i, None, error_record(source, str(path), i, "malformed_json", line)
+                yield Item(str(path), i, error="malformed_json", raw=line)
 
 
+def _missing(item: Item) -> Item:
+    return Item(item.source_file, item.position, error="missing_fields", raw=json.dumps(item.obj, ensure_ascii=False))
+
+
+def parse_alpaca_jsonl(path: Path) -> Iterator[Item]:
+    """JSON lines with ``instruction`` and ``output`` (``input`` optional)."""
+    for item in _json_lines(path):
+        ok = item.error is None and isinstance(item.obj, dict) and "instruction" in item.obj and "output" in item.obj
+        yield item if ok or item.error else _missing(item)
+
+
+def parse_toyhom_csv(path: Path) -> Iterator[Item]:
+    """CSV rows (dicts) in GB18030."""
+    with path.open("r", encoding="gb18030", errors="replace", newline="") as fh:
+        for i, row in enumerate(csv.DictReader(fh)):
+            yield Item(str(path), i, row)
+
+
+def parse_cmtmedqa_json(path: Path) -> Iterator[Item]:
+    """The items of one JSON list; a file that is not JSON is one error item."""
+    try:
+        items = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as err:
+        yield Item(str(path), 0, error="malformed_json", raw=str(err))
+        return
+    for i, obj in enumerate(items):
+        yield Item(str(path), i, obj)
+
+
+_COVID_ID = re.compile(r"(?m)^id=(\d+)\s*$")
+
+
+def parse_covid_dialogue_txt(path: Path) -> Iterator[Item]:
+    """``id=N`` blocks: ``obj`` = {id, key, block, body}. ``key`` is the id, made unique for a repeated id
+    (the published English file has id=18 twice: the 2nd is ``18#2``); ``block`` numbers the blocks in file
+    order, counting any text before the first ``id=`` line as block 0."""
+    text = path.read_text(encoding="utf-8-sig", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    blocks = _COVID_ID.split(text)
+    first = 1 if blocks[0] else 0
+    seen: Counter[str] = Counter()
+    for k, n in enumerate(range(1, len(blocks) - 1, 2)):
+        native, body = blocks[n], blocks[n + 1]
+        seen[native] += 1
+        key = native if seen[native] == 1 else f"{native}#{seen[native]}"
+        yield Item(str(path), int(native), {"id": native, "key": key, "block": first + k, "body": body})
+
+
+def parse_sharegpt_jsonl(path: Path) -> Iterator[Item]:
+    """JSON lines with a non-empty ``conversations`` list."""
+    for item in _json_lines(path):
+        conv = item.obj.get("conversations") if isinstance(item.obj, dict) else None
+        yield item if item.error or (isinstance(conv, list) and conv) else _missing(item)
+
+
+def parse_medquad_xml(path: Path) -> Iterator[Item]:
+    """Every ``*.xml`` under ``path`` (sorted): ``obj`` = (file, XML root)."""
+    for pos, file in enumerate(sorted(path.rglob("*.xml"))):
+        try:
+            yield Item(str(file), pos, (file, ET.parse(file).getroot()))
+        except ET.ParseError as err:
+            yield Item(str(file), pos, error="malformed_xml", raw=str(err))
+
+
+def parse_pubmedqa_json(path: Path) -> Iterator[Item]:
+    """The JSON object's entries in PMID order: ``obj`` = (pmid, entry)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for i, (pmid, entry) in enumerate(sorted(data.items())):
+        yield Item(str(path), i, (pmid, entry))
+
+
+# ---------------------------------------------------------------------------------------------------
+# importers: (source name, path, subjects) -> records
+# ---------------------------------------------------------------------------------------------------
 def read_alpaca_jsonl(source: str, path: Path, **_: Any) -> Iterator[Record]:
-    for i, obj, err in _json_lines(path, source):
-        if err is not None or not isinstance(obj, dict) or "instruction" not in obj or "output" not in obj:
-            yield err or error_record(source, str(path), i, "missing_fields", json.dumps(obj, ensure_ascii=False))
+    for item in parse_alpaca_jsonl(path):
+        if item.error:
+            yield item_error(source, item)
             continue
+        i, obj = item.position, item.obj
         prompt = _clean(obj.get("instruction"))
         if _clean(obj.get("input")):
             prompt += "\n" + _clean(obj.get("input"))
@@ -207,23 +305,22 @@ def read_alpaca_jsonl(source: str, path: Path, **_: Any) -> Iterator[Record]:
 
 
 def read_toyhom_csv(source: str, path: Path, **_: Any) -> Iterator[Record]:
-    with path.open("r", encoding="gb18030", errors="replace", newline="") as fh:
-        for i, row in enumerate(csv.DictReader(fh)):
-            ask, answer = _clean(row.get("ask")), _clean(row.get("answer"))
-            title = _clean(row.get("title"))
-            prompt = ask if not title or ask.startswith(title) else f"{title}\n{ask}"
-            yield make_record(source, str(path), i, str(i), type="single_turn",
-                              department=_clean(row.get("department")) or None,
-                              messages=conversation([(prompt, answer)]))
+    for item in parse_toyhom_csv(path):
+        i, row = item.position, item.obj
+        ask, answer = _clean(row.get("ask")), _clean(row.get("answer"))
+        title = _clean(row.get("title"))
+        prompt = ask if not title or ask.startswith(title) else f"{title}\n{ask}"
+        yield make_record(source, str(path), i, str(i), type="single_turn",
+                          department=_clean(row.get("department")) or None,
+                          messages=conversation([(prompt, answer)]))
 
 
 def read_cmtmedqa_json(source: str, path: Path, **_: Any) -> Iterator[Record]:
-    try:
-        items = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as err:
-        yield error_record(source, str(path), 0, "malformed_json", str(err))
-        return
-    for i, obj in enumerate(items):
+    for item in parse_cmtmedqa_json(path):
+        if item.error:
+            yield item_error(source, item)
+            return
+        i, obj = item.position, item.obj
         history = obj.get("history") or []
         if not all(isinstance(h, list) and len(h) == 2 for h in history):
             yield error_record(source, str(path), i, "bad_history", json.dumps(obj, ensure_ascii=False))
@@ -279,15 +376,8 @@ def covid_messages(description: str, turns: list[dict[str, str]]) -> list[dict[s
 
 
 def read_covid_dialogue_txt(source: str, path: Path, **_: Any) -> Iterator[Record]:
-    text = path.read_text(encoding="utf-8-sig", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
-    blocks = re.split(r"(?m)^id=(\d+)\s*$", text)
-    seen: Counter[str] = Counter()
-    for n in range(1, len(blocks) - 1, 2):
-        native, body = blocks[n], blocks[n + 1]
-        # the published English file repeats some ids (id=18 twice): the 2nd block gets "18#2", so
-        # sample_id stays a key and the first block keeps the id it always had
-        seen[native] += 1
-        key = native if seen[native] == 1 else f"{native}#{seen[native]}"
+    for item in parse_covid_dialogue_txt(path):
+        native, key, body = item.obj["id"], item.obj["key"], item.obj["body"]
         description, turns = parse_covid_block(body.split("\n"))
         messages = covid_messages(description, turns)
         if not messages:
@@ -301,11 +391,12 @@ _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assista
 
 
 def read_sharegpt_jsonl(source: str, path: Path, **_: Any) -> Iterator[Record]:
-    for i, obj, err in _json_lines(path, source):
-        conv = obj.get("conversations") if isinstance(obj, dict) else None
-        if err is not None or not isinstance(conv, list) or not conv:
-            yield err or error_record(source, str(path), i, "missing_fields", json.dumps(obj, ensure_ascii=False))
+    for item in parse_sharegpt_jsonl(path):
+        if item.error:
+            yield item_error(source, item)
             continue
+        i, obj = item.position, item.obj
+        conv = obj["conversations"]
         try:
             messages = [{"role": _SHAREGPT_ROLES[m["from"]], "content": _clean(m["value"])} for m in conv]
         except (KeyError, TypeError):
@@ -316,13 +407,11 @@ def read_sharegpt_jsonl(source: str, path: Path, **_: Any) -> Iterator[Record]:
 
 
 def read_medquad_xml(source: str, path: Path, **_: Any) -> Iterator[Record]:
-    for pos, file in enumerate(sorted(path.rglob("*.xml"))):
-        rel = str(file)
-        try:
-            root = ET.parse(file).getroot()
-        except ET.ParseError as err:
-            yield error_record(source, rel, pos, "malformed_xml", str(err))
+    for item in parse_medquad_xml(path):
+        if item.error:
+            yield item_error(source, item)
             continue
+        pos, rel, (file, root) = item.position, item.source_file, item.obj
         for pair in root.iter("QAPair"):
             q, a = pair.find("Question"), pair.find("Answer")
             pid = pair.get("pid", "")
@@ -332,10 +421,10 @@ def read_medquad_xml(source: str, path: Path, **_: Any) -> Iterator[Record]:
 
 
 def read_pubmedqa_json(source: str, path: Path, **_: Any) -> Iterator[Record]:
-    data = json.loads(path.read_text(encoding="utf-8"))
     options = [{"label": "A", "text": "yes"}, {"label": "B", "text": "no"}, {"label": "C", "text": "maybe"}]
     letters = {"yes": "A", "no": "B", "maybe": "C"}
-    for i, (pmid, item) in enumerate(sorted(data.items())):
+    for parsed in parse_pubmedqa_json(path):
+        i, (pmid, item) = parsed.position, parsed.obj
         context = "\n".join(item.get("CONTEXTS") or [])
         question = f"Context: {context}\n\nQuestion: {item.get('QUESTION', '')}"
         yield mc_record(source, str(path), i, pmid, question, options,
@@ -388,7 +477,8 @@ def read_cmmlu_csv(source: str, path: Path, subjects: tuple[str, ...] = (), **_:
 
 
 def read_mc_jsonl(source: str, path: Path, **_: Any) -> Iterator[Record]:
-    for i, obj, err in _json_lines(path, source):
+    for item in _json_lines(path):
+        i, obj, err = item.position, item.obj, item_error(source, item) if item.error else None
         if err is not None or not isinstance(obj, dict) or not isinstance(obj.get("options"), dict):
             yield err or error_record(source, str(path), i, "missing_fields", json.dumps(obj, ensure_ascii=False))
             continue
@@ -400,7 +490,8 @@ def read_mc_jsonl(source: str, path: Path, **_: Any) -> Iterator[Record]:
 
 
 def read_scored_jsonl(source: str, path: Path, **_: Any) -> Iterator[Record]:
-    for i, obj, err in _json_lines(path, source):
+    for item in _json_lines(path):
+        i, obj, err = item.position, item.obj, item_error(source, item) if item.error else None
         responses = obj.get("responses") if isinstance(obj, dict) else None
         if err is not None or not isinstance(responses, list) or not responses or not obj.get("prompt"):
             yield err or error_record(source, str(path), i, "missing_fields", json.dumps(obj, ensure_ascii=False))
