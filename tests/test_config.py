@@ -49,3 +49,10 @@ def test_config_is_frozen():
     cfg = load_config()
     with pytest.raises(Exception):
         cfg.warehouse = "elsewhere"  # type: ignore[misc]
+
+
+def test_carebot_agreement_gap_is_one_key():
+    assert load_config(overrides=["classify.max_score_gap=1.5"]).classify.max_score_gap == 1.5
+    assert not hasattr(Config().llm.annotate, "quality_max_diff")
+    with pytest.raises(ConfigError, match=r"'quality_max_diff' was removed: .* classify\.max_score_gap"):
+        load_config(overrides=["llm.annotate.quality_max_diff=3"])

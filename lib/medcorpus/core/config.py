@@ -242,7 +242,8 @@ class ClassifyConfig(_Section):
     split_salt: str = Field("medcorpus", description="Salt of the stable hash that splits train/validation.")
     max_train_rows: int = Field(200_000, description="Most labelled rows a training job brings to the driver.")
     max_score_gap: float = Field(
-        2.0, description="Two-round quality annotations differing by this much or more are dropped (CareBot)."
+        2.0, description="CareBot's two-round agreement filter: quality scores of two annotation rounds differing "
+        "by this much or more are dropped (the annotate stage's LLM rounds and train's two-round input).",
     )
     shared_data_dir: str = Field("../shared/data", description="Real sources read by build-labelled.")
     labelled_train_cap: int = Field(1200, description="Labelled builder: most training rows per source.")
@@ -469,10 +470,15 @@ class LLMAnnotateConfig(_Section):
         ("general", "clinical", "tcm", "pharmacy", "consumer_health"),
         description="Allowed domain labels; 'general' is non-medical, the rest are medical sub-domains.",
     )
-    quality_max_diff: int = Field(
-        2, description="Drop the quality label when the two rounds differ by this many points or more."
-    )
     template: str = Field("annotate.v1", description="Prompt template <name>.<version> under prompt_dir.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "quality_max_diff" in data:
+            raise ValueError("'quality_max_diff' was removed: CareBot's two-round agreement gap is one key, "
+                             "classify.max_score_gap (used by annotate and by train)")
+        return data
 
 
 class LLMTranslateConfig(_Section):
