@@ -71,6 +71,11 @@ def all_table_names() -> list[str]:
     return sorted(p.stem for p in schemas_dir().glob("*.json"))
 
 
+#: The document tables, most processed first: unique_documents (dedup) <- scored_documents (classify) <-
+#: clean_documents (filter) <- documents (normalize). Defined here only.
+DOCUMENT_TABLES: tuple[str, ...] = ("unique_documents", "scored_documents", "clean_documents", "documents")
+
+
 class Warehouse:
     """Locations and Delta I/O for the registered tables of one warehouse."""
 

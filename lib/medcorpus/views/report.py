@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from medcorpus.core.warehouse import DOCUMENT_TABLES
 from medcorpus.quality.validation import RESULTS_TABLE, data_docs_dir, reports_dir
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Document tables, most refined first: distributions use the first that exists and has the column.
-DOCUMENT_TABLES = ("unique_documents", "scored_documents", "clean_documents", "documents")
 HIST_BINS = 30
 
 
