@@ -146,9 +146,8 @@ def main() -> None:
 
     from pyspark.sql import functions as F
 
-    from medcorpus.datasets import stages as datasets
-
     from medcorpus.datasets import pretrain
+    from medcorpus.stages import run_stage
 
     from medcorpus.datasets import release
 
@@ -159,7 +158,7 @@ def main() -> None:
     cfg = load_config(REPO / "configs" / "real_data.yaml", [f"warehouse={args.warehouse}", *args.set])
     spark = build_spark(cfg)
     ctx = runner.RunContext.create(spark, cfg)
-    reports = {r.stage: r for r in (datasets.run_sft(ctx), datasets.run_preference(ctx))}
+    reports = {r.stage: r for r in (run_stage(ctx, "sft"), run_stage(ctx, "preference"))}
     print(json.dumps({k: r.summary() for k, r in reports.items()}, ensure_ascii=False), flush=True)
     folders = write_corpus(Path(args.work), args.tcm_books) if not args.skip_docs else [
         str(p) for p in sorted(Path(args.work).iterdir()) if p.is_dir()]
@@ -181,13 +180,13 @@ def main() -> None:
         "confilter_dropped": confilter_examples(ctx),
     }
     try:
-        reports["pretrain"] = datasets.run_pretrain(ctx)
+        reports["pretrain"] = run_stage(ctx, "pretrain")
     except pretrain.MixtureError as err:  # still print the SFT/preference figures
         out["pretrain_error"] = str(err)
         print(json.dumps(out, ensure_ascii=False, indent=2))
         raise SystemExit(1) from err
     name = f"measure-{ctx.run_id}"
-    release.run_release(ctx, name)
+    run_stage(ctx, "release", name=name)
     rel = release.release_row(ctx, name)
     cells = {(r["mixture"], r["component"], r["lang"]): int(r["t"]) for r in ctx.warehouse.read("pretrain")
              .groupBy("mixture", "component", "lang").agg(F.sum("token_estimate").alias("t")).collect()}
@@ -228,15 +227,14 @@ def confilter_examples(ctx, n: int = 10) -> dict[str, object]:  # type: ignore[n
     a seeded sample of ``n`` to read by hand: up to n/2 per bound, the rest from the other bound."""
     from pyspark.sql import functions as F
 
-    from medcorpus.datasets import stages as datasets
-
     from medcorpus.datasets import sft as sft_mod
+    from medcorpus.stages.sft import confilter_scored
     from medcorpus.readers.formats import import_sources
 
     cfg = ctx.config.datasets
     cands, _ = import_sources(ctx.spark, cfg.sft_sources)
     scored = sft_mod.with_scores(cands.filter(F.col("error").isNull()), ctx.config.normalize)
-    flagged = sft_mod.with_reject_reason(datasets._confilter_scored(ctx, scored), cfg)
+    flagged = sft_mod.with_reject_reason(confilter_scored(ctx, scored), cfg)
     dropped = flagged.filter(F.col("reject_reason").isin("confilter_low", "confilter_high")).select(
         "sample_id", "source", "reject_reason", "confilter", "messages",
         F.xxhash64(F.lit(cfg.seed), "sample_id").alias("k")).persist()

@@ -51,3 +51,41 @@ def ctx(spark, make_config):
     from medcorpus.core.pipeline import RunContext
 
     return RunContext.create(spark, make_config("run_id=test-run-1"))
+
+
+def _default_of(dtype):
+    """A typed placeholder for a required column a test does not care about."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    if isinstance(dtype, T.StringType):
+        return F.lit("test")
+    if isinstance(dtype, (T.IntegerType, T.LongType, T.ShortType, T.DoubleType, T.FloatType)):
+        return F.lit(0).cast(dtype)
+    if isinstance(dtype, T.BooleanType):
+        return F.lit(False)
+    if isinstance(dtype, T.TimestampType):
+        return F.current_timestamp()
+    if isinstance(dtype, T.MapType):
+        return F.create_map().cast(dtype)
+    if isinstance(dtype, T.ArrayType):
+        return F.array().cast(dtype)
+    if isinstance(dtype, T.StructType):
+        return F.struct(*[(_default_of(f.dataType) if not f.nullable else F.lit(None).cast(f.dataType)).alias(f.name)
+                          for f in dtype.fields])
+    raise TypeError(f"no default for {dtype}")
+
+
+def as_table(df, table: str):
+    """``df`` shaped as rows of ``table``: its columns kept, missing ones null (nullable) or a placeholder."""
+    from pyspark.sql import functions as F
+
+    from medcorpus.core.warehouse import table_spec
+
+    cols = []
+    for f in table_spec(table).schema.fields:
+        if f.name in df.columns:
+            cols.append(F.col(f.name).cast(f.dataType).alias(f.name))
+        else:
+            cols.append((F.lit(None).cast(f.dataType) if f.nullable else _default_of(f.dataType)).alias(f.name))
+    return df.select(cols)

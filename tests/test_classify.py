@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
+from medcorpus.stages import run_stage
+from tests.conftest import as_table
 from medcorpus.classify.scoring import (
     BACKENDS,
     BatchScores,
@@ -20,7 +22,6 @@ from medcorpus.classify.scoring import (
     agreement_filter_scores,
     backend_class,
     prepare_backend,
-    run_classify,
     score_documents,
     with_split,
 )
@@ -233,9 +234,9 @@ def test_classify_stage_scores_every_document_once(spark, make_config, seed_mode
     cfg = _model_cfg(make_config, seed_models, "run_id=cls-1")
     ctx = RunContext.create(spark, cfg)
     texts = [MED_ZH, GEN_ZH, MED_EN, GEN_EN, "黄芪，甘，微温。归脾、肺经。补气升阳，固表止汗，利水消肿。"]
-    ctx.warehouse.merge_new_rows("documents", _documents(spark, texts), stage="normalize")
+    ctx.warehouse.merge_new_rows("clean_documents", as_table(_documents(spark, texts), "clean_documents"), stage="filter")
 
-    report = run_classify(ctx)
+    report = run_stage(ctx, "classify")
     assert (report.rows_in, report.rows_out) == (5, 5)
     rows = {r["doc_id"]: r for r in ctx.warehouse.read("scored_documents").collect()}
     assert [rows[f"d{i:03d}"]["domain"] for i in range(5)] == ["medical", "general", "medical", "general", "medical"]
@@ -245,7 +246,7 @@ def test_classify_stage_scores_every_document_once(spark, make_config, seed_mode
     assert rows["d000"]["classifier_version"].startswith("domain_classifier-hngram-v2-")
     assert "model loads=" in report.note
 
-    again = run_classify(RunContext.create(spark, cfg.model_copy(update={"run_id": "cls-2"})))
+    again = run_stage(RunContext.create(spark, cfg.model_copy(update={"run_id": "cls-2"})), "classify")
     assert (again.rows_in, again.rows_out) == (0, 0)
     assert ctx.warehouse.read("scored_documents").count() == 5
 
@@ -253,8 +254,8 @@ def test_classify_stage_scores_every_document_once(spark, make_config, seed_mode
 def test_threshold_in_config_decides_what_is_medical(spark, make_config, seed_models):
     cfg = _model_cfg(make_config, seed_models, "run_id=cls-3", "classify.medical_threshold=1.01")
     ctx = RunContext.create(spark, cfg)
-    ctx.warehouse.merge_new_rows("documents", _documents(spark, [MED_ZH, GEN_EN]), stage="normalize")
-    run_classify(ctx)
+    ctx.warehouse.merge_new_rows("clean_documents", as_table(_documents(spark, [MED_ZH, GEN_EN]), "clean_documents"), stage="filter")
+    run_stage(ctx, "classify")
     assert {r["domain"] for r in ctx.warehouse.read("scored_documents").collect()} == {"general"}
 
 
@@ -299,8 +300,8 @@ def test_a_custom_backend_plugs_in_without_touching_the_stage(spark, make_config
     cfg = _model_cfg(make_config, tmp_path / "models", "run_id=cls-5",
                      "classify.backend=tests.test_classify:KeywordBackend")
     ctx = RunContext.create(spark, cfg)
-    ctx.warehouse.merge_new_rows("documents", _documents(spark, [MED_ZH, GEN_EN, MED_EN]), stage="normalize")
-    run_classify(ctx)
+    ctx.warehouse.merge_new_rows("clean_documents", as_table(_documents(spark, [MED_ZH, GEN_EN, MED_EN]), "clean_documents"), stage="filter")
+    run_stage(ctx, "classify")
     rows = {r["doc_id"]: r for r in ctx.warehouse.read("scored_documents").collect()}
     assert [rows[d]["domain"] for d in ("d000", "d001", "d002")] == ["medical", "general", "medical"]
     assert {r["classifier_version"] for r in rows.values()} == {"kw-1"}

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from medcorpus.stages import run_stage
+from tests.conftest import as_table
 from medcorpus.demo import write_demo_sft_inputs
 from medcorpus.core.warehouse import table_spec
 
@@ -58,17 +60,16 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_path, monkeypatch):
-    from medcorpus.datasets import stages as datasets
     from medcorpus.datasets import release
-    from medcorpus.datasets.release import ReleaseError, export_release, run_release, verify_export
+    from medcorpus.datasets.release import ReleaseError, export_release, verify_export
 
     gate_calls = []
     monkeypatch.setattr(release, "_validation_hook", lambda ctx, versions: gate_calls.append(versions) or "gated")
 
     ctx = datasets_ctx("run-1")
-    ctx.warehouse.merge_new_rows("documents", _documents(spark), stage="test")
+    ctx.warehouse.merge_new_rows("unique_documents", as_table(_documents(spark), "unique_documents"), stage="test")
 
-    sft_report = datasets.run_sft(ctx)
+    sft_report = run_stage(ctx, "sft")
     sft = ctx.warehouse.read("sft")
     sft_rows, sft_version = sft.count(), ctx.warehouse.version("sft")
     by_type = {r["type"]: r["n"] for r in sft.groupBy("type").agg(F.count(F.lit(1)).alias("n")).collect()}
@@ -84,7 +85,7 @@ def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_pat
     assert "skipped missing sources: absent" in sft_report.note
     assert sft.filter((F.col("type") == "multi_turn") & F.col("scores.confilter").isNull()).count() == 0
 
-    pref_report = datasets.run_preference(ctx)
+    pref_report = run_stage(ctx, "preference")
     pref = ctx.warehouse.read("preference")
     kinds = {r["kind"]: r["n"] for r in pref.groupBy("kind").agg(F.count(F.lit(1)).alias("n")).collect()}
     assert kinds == {"objective": 22, "subjective": 7}  # 10 scored prompts, 3 of them ties
@@ -93,9 +94,9 @@ def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_pat
     objective = pref.filter(F.col("kind") == "objective").first()
     assert objective["rejected"].split("\n")[0] != objective["chosen"].split("\n")[0]
 
-    pt_report = datasets.run_pretrain(ctx)
-    assert "domain from no 'domain' column upstream" in pt_report.note
-    assert "every medical document passes the quality threshold" in pt_report.note
+    pt_report = run_stage(ctx, "pretrain")
+    assert "domain from classifier column 'domain'" in pt_report.note  # null here: meta.domain fills it
+    assert pt_report.rows_in == 2 * 160 + sft_rows  # stable sees the 160 documents; boost them and the sft rows
     tokens = {(r["mixture"], r["component"], r["lang"]): r["t"] for r in ctx.warehouse.read("pretrain")
               .groupBy("mixture", "component", "lang").agg(F.sum("token_estimate").alias("t")).collect()}
     stable = {k[1:]: v for k, v in tokens.items() if k[0] == "stable"}
@@ -104,11 +105,11 @@ def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_pat
     assert abs((stable[("medical", "zh")] + stable.get(("general", "zh"), 0)) / total - 0.1) <= 0.05
     assert {k[1] for k in tokens if k[0] == "boost"} == {"medical", "sft"}
 
-    rel_report = run_release(ctx, "r1")
+    rel_report = run_stage(ctx, "release", name="r1")
     assert gate_calls == [{t: ctx.warehouse.version(t) for t in ("sft", "preference", "pretrain")}]
     assert "gated" in rel_report.note
     with pytest.raises(ReleaseError, match="already exists"):
-        rel_report = run_release(ctx, "r1")
+        rel_report = run_stage(ctx, "release", name="r1")
     assert gate_calls == [{t: ctx.warehouse.version(t) for t in ("sft", "preference", "pretrain")}]
     assert "gated" in rel_report.note
     first = export_release(ctx, "r1", "jsonl", tmp_path / "a")
@@ -121,7 +122,7 @@ def test_datasets_release_and_byte_identical_export(spark, datasets_ctx, tmp_pat
 
     # the tables move on: a new threshold rewrites sft; preference and pretrain lose rows
     later = datasets_ctx("run-2", "datasets.deita_threshold=12")
-    datasets.run_sft(later)
+    run_stage(later, "sft")
     from delta.tables import DeltaTable
 
     DeltaTable.forPath(spark, later.warehouse.path("preference")).delete("kind = 'subjective'")
@@ -160,8 +161,8 @@ def test_objective_pairs_are_seeded_and_never_the_answer(spark):
 
 
 def test_sft_rows_overlapping_a_benchmark_are_removed_and_recorded(spark, make_config, tmp_path):
-    from medcorpus.datasets.stages import apply_decontamination
     from medcorpus.core.pipeline import RunContext
+    from medcorpus.datasets.decontamination import contaminated_ids, flag_contaminated
 
     bench = tmp_path / "bench" / "cmmlu" / "test"
     bench.mkdir(parents=True)
@@ -173,14 +174,15 @@ def test_sft_rows_overlapping_a_benchmark_are_removed_and_recorded(spark, make_c
         [("a", "以下是一道选择题。\n" + question + "\nA. 急性胃炎\nB. 急性胰腺炎"), ("b", "高血压患者应规律服药，定期复诊。")],
         "sample_id string, all_text string",
     )
-    kept, note = apply_decontamination(ctx, df, "sample_id", ("all_text",), "sft")
-    assert [r["sample_id"] for r in kept.collect()] == ["b"]
-    assert "1 rows overlap" in note
+    ids, note = contaminated_ids(ctx, df, "sample_id", ("all_text",), "sft")
+    flagged = {r["sample_id"]: r["_contaminated"] for r in flag_contaminated(df, ids, "sample_id").collect()}
+    assert flagged == {"a": True, "b": False}
+    assert "decontaminated against 1 benchmark items" in note
     hits = ctx.warehouse.read("contamination_hits").collect()
     assert [(h["kind"], h["item_id"]) for h in hits] == [("sft", "a")]
-    off, note = apply_decontamination(RunContext.create(spark, make_config("datasets.decontaminate=false")), df,
-                                      "sample_id", ("all_text",), "sft")
-    assert off.count() == 2 and "off" in note
+    off, note = contaminated_ids(RunContext.create(spark, make_config("datasets.decontaminate=false")), df,
+                                 "sample_id", ("all_text",), "sft")
+    assert off is None and "off" in note
 
 
 def test_release_gate_calls_validation_with_tables_and_versions(monkeypatch, ctx):

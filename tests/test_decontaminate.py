@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from medcorpus.stages import run_stage
 from medcorpus.core.config import DecontaminateConfig
 from medcorpus.dedup.decontaminate import (
     build_index,
@@ -17,7 +18,6 @@ from medcorpus.dedup.decontaminate import (
     item_ngrams,
     load_benchmark_items,
     load_index,
-    run_decontaminate,
 )
 from medcorpus.core.warehouse import table_spec
 from medcorpus.core.pipeline import RunContext
@@ -99,12 +99,12 @@ def test_decontaminate_stage_removes_documents(spark, make_config, tmp_path):
 
     docs = spark.createDataFrame([row("bad", "题目：" + Q_ZH), row("good", "多喝水，多休息，注意饮食清淡。")], spec.schema)
     ctx.warehouse.append_rows("unique_documents", docs, stage="dedup")
-    report = run_decontaminate(ctx)
+    report = run_stage(ctx, "decontaminate")
     assert (report.rows_in, report.rows_out, report.rows_removed) == (2, 1, 1)
     assert [r["doc_id"] for r in ctx.warehouse.read("unique_documents").collect()] == ["good"]
     hits = ctx.warehouse.read("contamination_hits").collect()
     assert [(h["item_id"], h["bench_item_id"], h["overlap"]) for h in hits] == [("bad", "0", 1.0)]
-    again = run_decontaminate(RunContext.create(spark, make_config(f"decontaminate.benchmarks_dir={root}")))
+    again = run_stage(RunContext.create(spark, make_config(f"decontaminate.benchmarks_dir={root}")), "decontaminate")
     assert again.rows_removed == 0 and ctx.warehouse.read("contamination_hits").count() == 1
 
 

@@ -10,6 +10,8 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
+from medcorpus.stages import run_stage
+from tests.conftest import as_table
 from medcorpus.core.config import DedupConfig
 from medcorpus.text.ngrams import span_hashes, span_hashes_numpy
 from medcorpus.dedup.minhash import (
@@ -30,7 +32,6 @@ from medcorpus.dedup.minhash import (
     priority,
     intersection_sizes,
     packed_sketches,
-    run_dedup,
     shingles,
     sketch_estimates,
     word_shingles,
@@ -137,9 +138,9 @@ def _clusters(wh):
 def test_dedup_stage_rerun_and_incremental(spark, make_config):
     ctx = RunContext.create(spark, make_config("run_id=dedup-1"))
     wh = ctx.warehouse
-    wh.append_rows("documents", _documents(spark, BATCH1), stage="normalize")
+    wh.append_rows("scored_documents", as_table(_documents(spark, BATCH1), "scored_documents"), stage="classify")
 
-    report = run_dedup(ctx)
+    report = run_stage(ctx, "dedup")
     got = {r[0]: r[1:4] for r in _clusters(wh)}
     # longest doc of the exact group wins (d02 has a trailing newline), d03 joins it as a near duplicate
     assert got["d02"] == ("d02", True, "keeper")
@@ -159,7 +160,7 @@ def test_dedup_stage_rerun_and_incremental(spark, make_config):
     assert stats[("cluster_size_histogram", "1")] == 3
 
     first = _clusters(wh)
-    again = run_dedup(RunContext.create(spark, make_config("run_id=dedup-2")))
+    again = run_stage(RunContext.create(spark, make_config("run_id=dedup-2")), "dedup")
     assert again.rows_in == 0 and _clusters(wh) == first  # rerun: identical table
 
     # a run killed after its signature and keeper commits, before dedup_clusters (written last): the rerun
@@ -167,21 +168,21 @@ def test_dedup_stage_rerun_and_incremental(spark, make_config):
     from delta.tables import DeltaTable
 
     DeltaTable.forPath(spark, wh.path("dedup_clusters")).delete()
-    redo = run_dedup(RunContext.create(spark, make_config("run_id=dedup-2b")))
+    redo = run_stage(RunContext.create(spark, make_config("run_id=dedup-2b")), "dedup")
     assert redo.rows_in == 8 and _clusters(wh) == first
     assert sorted(r["doc_id"] for r in wh.read("unique_documents").collect()) == ["d02", "d04", "d06", "d07", "d08"]
 
     # incremental: a near copy of a kept doc and a new doc; old signatures are not recomputed
     new = [("d09", "web", ZH.replace("党参", "黄芪", 2), "zh"), ("d10", "web", " ".join(_words(99)), "en")]
-    wh.append_rows("documents", _documents(spark, new), stage="normalize")
-    inc = run_dedup(RunContext.create(spark, make_config("run_id=dedup-3")))
+    wh.append_rows("scored_documents", as_table(_documents(spark, new), "scored_documents"), stage="classify")
+    inc = run_stage(RunContext.create(spark, make_config("run_id=dedup-3")), "dedup")
     got = {r[0]: r[1:4] for r in _clusters(wh)}
     assert inc.rows_in == 2 and got["d09"] == ("d02", False, "near_duplicate") and got["d10"][2] == "unique"
     sig_runs = {r["doc_id"]: r["dedup_run_id"] for r in wh.read("dedup_signatures").collect()}
     assert sig_runs["d01"] == "dedup-1" and sig_runs["d09"] == "dedup-3" and len(sig_runs) == 10
 
     # determinism: a fresh computation on shuffled, repartitioned input gives the same assignments
-    docs = wh.read("documents").filter(F.col("doc_id") <= "d08").repartition(3).orderBy(F.rand(5))
+    docs = wh.read("scored_documents").filter(F.col("doc_id") <= "d08").repartition(3).orderBy(F.rand(5))
     fresh = sorted(
         (r["doc_id"], r["cluster_id"], r["is_keeper"], r["reason"], round(r["similarity"], 6))
         for r in dedup_documents(docs, ctx.config.dedup).assignments.collect()

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus.core.pipeline import RunContext, run_ingest, run_normalize, run_pipeline
+from medcorpus.core.pipeline import RunContext, run_pipeline
+from medcorpus.stages import run_stage
 
 REPO = Path(__file__).resolve().parents[1]
 NO_GX = "validate.enabled=false"
@@ -97,7 +98,7 @@ def test_killed_run_reruns_to_the_uninterrupted_result(spark, make_config, tmp_p
     # the same stage again with the same input and config: no new rows, logged as skipped
     before = {t: rerun.warehouse.read(t).count() for t in ("raw_documents", "documents", "quarantine")}
     again = RunContext.create(spark, make_config(f"warehouse={killed_wh}", "run_id=again", NO_GX))
-    ing, norm = run_ingest(again, [str(src)]), run_normalize(again)
+    ing, norm = run_stage(again, "ingest", sources=[str(src)]), run_stage(again, "normalize")
     assert (ing.rows_out, norm.rows_in, norm.rows_out) == (0, 0, 0)
     assert {t: again.warehouse.read(t).count() for t in before} == before
     log = {r["stage"]: r for r in again.warehouse.read("run_log").filter(F.col("run_id") == "again").collect()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
+from medcorpus.stages import run_stage
 from medcorpus.filters import rules as filters
 from medcorpus.core.config import REPO_ROOT, FilterConfig
 
@@ -439,9 +440,10 @@ def lang_of(doc_id: str) -> str:
 
 
 def test_stage_writes_tables_attributes_removals_and_reconciles(spark, make_config):
-    from medcorpus.core.pipeline import PIPELINE_STAGES, RunContext
+    from medcorpus.core.pipeline import RunContext
+    from medcorpus.stages import pipeline_stages
 
-    names = [n for n, _ in PIPELINE_STAGES]
+    names = pipeline_stages()
     assert names.index("filter") == names.index("normalize") + 1
 
     items = {
@@ -451,7 +453,7 @@ def test_stage_writes_tables_attributes_removals_and_reconciles(spark, make_conf
     }
     ctx = RunContext.create(spark, make_config("run_id=f1"))
     ctx.warehouse.merge_new_rows("documents", _documents(spark, items), stage="normalize")
-    report = filters.run_filter(ctx)
+    report = run_stage(ctx, "filter")
     assert (report.rows_in, report.rows_out, report.rows_removed) == (6, 2, 4)
     assert report.removed_by_reason == {"too_short": 2, "gambling": 1, "dup_lines": 1}
     assert report.note == "pii redacted: EMAIL=1, PHONE=1"
@@ -468,7 +470,7 @@ def test_stage_writes_tables_attributes_removals_and_reconciles(spark, make_conf
     assert log_row["rows_in"] == log_row["rows_out"] + log_row["rows_quarantined"] + log_row["rows_removed"]
     assert sum(log_row["removed_by_reason"].values()) == log_row["rows_removed"]
 
-    again = filters.run_filter(RunContext.create(spark, make_config("run_id=f2")))
+    again = run_stage(RunContext.create(spark, make_config("run_id=f2")), "filter")
     assert (again.rows_in, again.rows_out) == (0, 0)
     assert ctx.warehouse.read("clean_documents").count() == 2
 

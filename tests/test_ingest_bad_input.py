@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
 from medcorpus.core.errors import InputError
-from medcorpus.core.pipeline import RunContext, run_ingest
+from medcorpus.core.pipeline import RunContext
+from medcorpus.stages import run_stage
 
 GOOD = "Metformin lowers blood glucose in type 2 diabetes."
 
@@ -105,7 +106,7 @@ def _matches(got: dict[str, int], want: dict[str, int]) -> bool:
 def test_broken_files_end_in_quarantine_and_counts_reconcile(spark, make_config, tmp_path):
     expect = _hand_made(tmp_path / "bad")
     ctx = RunContext.create(spark, make_config("run_id=bad-input"))
-    report = run_ingest(ctx, [str(tmp_path / "bad")])
+    report = run_stage(ctx, "ingest", sources=[str(tmp_path / "bad")])
 
     got = _outcomes(ctx)
     truncated = got.pop("truncated.jsonl.gz")
@@ -127,10 +128,10 @@ def test_broken_files_end_in_quarantine_and_counts_reconcile(spark, make_config,
 def test_missing_or_empty_input_is_a_clear_error(spark, make_config, tmp_path):
     ctx = RunContext.create(spark, make_config())
     with pytest.raises(InputError, match="input path does not exist"):
-        run_ingest(ctx, [str(tmp_path / "nowhere")])
+        run_stage(ctx, "ingest", sources=[str(tmp_path / "nowhere")])
     (tmp_path / "hollow").mkdir()
     with pytest.raises(InputError, match="no files found"):
-        run_ingest(ctx, [str(tmp_path / "hollow")])
+        run_stage(ctx, "ingest", sources=[str(tmp_path / "hollow")])
 
 
 _EXT = st.sampled_from([".jsonl", ".jsonl.gz", ".txt", ".parquet", ".warc.gz", ".md"])
@@ -152,7 +153,7 @@ def test_fuzzed_folders_reconcile_end_to_end(spark, make_config, tmp_path_factor
             data = data[: len(data) // 2] if cut else data
         (root / f"f{i:02d}{ext}").write_bytes(data)
     ctx = RunContext.create(spark, make_config(f"warehouse={tmp_path_factory.mktemp('fuzzwh') / 'wh'}"))
-    report = run_ingest(ctx, [str(root)])
+    report = run_stage(ctx, "ingest", sources=[str(root)])
     assert report.rows_in == report.rows_out + report.rows_quarantined + report.rows_removed
     raw = ctx.warehouse.read("raw_documents")
     assert raw.count() == report.rows_out

@@ -5,7 +5,8 @@ import json
 
 from pyspark.sql import functions as F
 
-from medcorpus.core.pipeline import RunContext, run_ingest, run_normalize
+from medcorpus.core.pipeline import RunContext
+from medcorpus.stages import run_stage
 
 
 def _write_sources(root):
@@ -37,7 +38,7 @@ def _run_log(ctx):
 def test_ingest_normalize_and_rerun_is_idempotent(spark, make_config, tmp_path):
     src = _write_sources(tmp_path / "src")
     ctx = RunContext.create(spark, make_config("run_id=r1"))
-    rep = run_ingest(ctx, [str(src)])
+    rep = run_stage(ctx, "ingest", sources=[str(src)])
     assert (rep.rows_in, rep.rows_out, rep.rows_quarantined) == (8, 5, 3)
     assert rep.removed_by_reason == {"malformed_json": 1, "empty_text": 1, "unsupported_format": 1}
 
@@ -52,7 +53,7 @@ def test_ingest_normalize_and_rerun_is_idempotent(spark, make_config, tmp_path):
     assert q["malformed_json"]["position"] == 3 and q["malformed_json"]["raw"] == "{broken"
     assert q["unsupported_format"]["position"] == -1
 
-    norm = run_normalize(ctx)
+    norm = run_stage(ctx, "normalize")
     assert (norm.rows_in, norm.rows_out, norm.rows_quarantined) == (5, 4, 1)
     docs = {r["text"]: r for r in ctx.warehouse.read("documents").collect()}
     assert docs["医生说要多休息。"]["t2s_converted"] is True
@@ -67,13 +68,13 @@ def test_ingest_normalize_and_rerun_is_idempotent(spark, make_config, tmp_path):
     # second run: same rows, a new table version, everything accounted as already done
     v_before = ctx.warehouse.version("raw_documents")
     ctx2 = RunContext.create(spark, make_config("run_id=r2"))
-    rep2 = run_ingest(ctx2, [str(src)])
+    rep2 = run_stage(ctx2, "ingest", sources=[str(src)])
     assert (rep2.rows_in, rep2.rows_out) == (8, 0)
     assert rep2.removed_by_reason["already_ingested"] == 5
     assert ctx2.warehouse.read("raw_documents").count() == 5
     assert ctx2.warehouse.version("raw_documents") == v_before + 1
     assert ctx2.warehouse.read("quarantine").count() == 4  # 3 from ingest + 1 from normalize, no duplicates
-    norm2 = run_normalize(ctx2)
+    norm2 = run_stage(ctx2, "normalize")
     assert norm2.rows_in == 0 and norm2.note == "no new input: skipped"
 
 
@@ -83,7 +84,7 @@ def test_commits_carry_run_id_and_config_hash(spark, make_config, tmp_path):
     (src / "x.jsonl").write_text(json.dumps({"text": "hello world, a small document"}) + "\n")
     cfg = make_config("run_id=meta-run")
     ctx = RunContext.create(spark, cfg)
-    run_ingest(ctx, [str(src)])
+    run_stage(ctx, "ingest", sources=[str(src)])
     meta = json.loads(ctx.warehouse.history("raw_documents", 1).first()["userMetadata"])
     assert meta == {"run_id": "meta-run", "stage": "ingest", "config_hash": cfg.hash()}
 
@@ -95,7 +96,7 @@ def test_tables_are_readable_by_delta_rs(spark, make_config, tmp_path):
     src.mkdir()
     (src / "x.jsonl").write_text("".join(json.dumps({"text": f"doc number {i}"}) + "\n" for i in range(7)))
     ctx = RunContext.create(spark, make_config())
-    run_ingest(ctx, [str(src)])
+    run_stage(ctx, "ingest", sources=[str(src)])
     table = DeltaTable(ctx.warehouse.path("raw_documents")).to_pyarrow_table()
     assert table.num_rows == 7
     assert sorted(table.column("position").to_pylist()) == list(range(1, 8))

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
+from medcorpus.stages import run_stage
 from medcorpus.cli import main
 from medcorpus.core.config import load_config
 from medcorpus.core.errors import ConfigError
@@ -121,7 +122,6 @@ def test_export_into_a_file_is_one_line(tmp_path, monkeypatch):
 # 2. SFT data never PII-redacted (and the preference pairs built from it)
 # ---------------------------------------------------------------------------------------------------
 def test_sft_and_preference_tables_are_redacted(spark, make_config, tmp_path):
-    from medcorpus.datasets import stages as datasets
     from medcorpus.core.pipeline import RunContext
 
     src = tmp_path / "sft"
@@ -141,7 +141,7 @@ def test_sft_and_preference_tables_are_redacted(spark, make_config, tmp_path):
     ctx = RunContext.create(spark, make_config("run_id=pii", "datasets.sft_sources=" + json.dumps(sources),
                                                "datasets.deita_threshold=0", "datasets.decontaminate=false",
                                                "datasets.confilter_min_count=1"))
-    datasets.run_sft(ctx)
+    run_stage(ctx, "sft")
     sft = [r.asDict(recursive=True) for r in ctx.warehouse.read("sft").collect()]
     assert len(sft) == 4
     _no_pii(sft)
@@ -149,7 +149,7 @@ def test_sft_and_preference_tables_are_redacted(spark, make_config, tmp_path):
     quarantine = [r.asDict() for r in ctx.warehouse.read("quarantine").filter(F.col("stage") == "sft").collect()]
     assert quarantine and all("<PHONE>" in (r["raw"] or "") for r in quarantine)
     _no_pii(quarantine)
-    datasets.run_preference(ctx)
+    run_stage(ctx, "preference")
     pairs = [r.asDict() for r in ctx.warehouse.read("preference").collect()]
     assert pairs
     _no_pii(pairs)
@@ -199,9 +199,9 @@ def test_ingest_and_normalize_redact_text_title_url_meta_and_quarantine_raw(spar
              json.dumps({"body": f"no text field {ID}"})]
     (src / "docs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     ctx = RunContext.create(spark, make_config("run_id=pii-ingest"))
-    report = runner.run_ingest(ctx, [str(src)])
+    report = run_stage(ctx, "ingest", sources=[str(src)])
     assert "PHONE=" in report.note and "EMAIL=" in report.note
-    runner.run_normalize(ctx)
+    run_stage(ctx, "normalize")
     for table in ("raw_documents", "documents", "quarantine"):
         rows = [r.asDict() for r in ctx.warehouse.read(table).collect()]
         assert rows, table

@@ -11,7 +11,9 @@ from pyspark.sql import functions as F
 
 from medcorpus.core.errors import ConfigError
 from medcorpus.llm import engine
-from medcorpus.llm import stages as llm_stages
+from medcorpus.llm import tasks as llm_stages
+from medcorpus.stages import run_stage
+from tests.conftest import as_table
 from medcorpus.core.warehouse import table_spec
 from medcorpus.core.pipeline import RunContext
 from tests.llm_server import FakeLLMServer
@@ -63,7 +65,9 @@ def write_documents(ctx: RunContext, docs: list[tuple[str, str]], lang: str = "z
          f"h-{doc_id}", "test")
         for doc_id, text in docs
     ]
-    ctx.warehouse.merge_new_rows("documents", ctx.spark.createDataFrame(rows, table_spec("documents").schema), "test")
+    docs = ctx.spark.createDataFrame(rows, table_spec("documents").schema)
+    for table in ("clean_documents", "unique_documents"):  # annotate reads the first, translate/generate-qa the second
+        ctx.warehouse.merge_new_rows(table, as_table(docs, table), "test")
 
 
 def run_log_row(ctx: RunContext, stage: str):
@@ -82,7 +86,7 @@ def test_annotate_two_rounds_disagreement_filter_failures_and_rerun(llm_ctx, ser
         ("d-fail", "[[always500]] 这是一段关于疾病治疗的文本，服务端总是返回错误状态码的例子。"),
         ("d-short", "短"),
     ])
-    report = llm_stages.run_annotate(ctx)
+    report = run_stage(ctx, "annotate")
 
     assert (report.rows_in, report.rows_out, report.rows_quarantined, report.rows_removed) == (6, 3, 1, 2)
     assert report.removed_by_reason == {
@@ -108,7 +112,7 @@ def test_annotate_two_rounds_disagreement_filter_failures_and_rerun(llm_ctx, ser
 
     # rerun: only the failed document is pending; its two prompts are sent again, nothing else
     server.reset_counts()
-    rerun = llm_stages.run_annotate(llm_ctx("llm.annotate.min_chars=10", "llm.max_retries=0"))
+    rerun = run_stage(llm_ctx("llm.annotate.min_chars=10", "llm.max_retries=0"), "annotate")
     assert (rerun.rows_in, rerun.rows_out, rerun.rows_quarantined) == (1, 0, 1)
     assert server.requests_total == 2 and len(server.prompts_seen) == 2
     assert ctx.warehouse.read("annotations").count() == 5
@@ -128,7 +132,7 @@ def test_crash_half_way_then_rerun_sends_only_the_unanswered_prompts(llm_ctx, se
 
     monkeypatch.setattr(engine, "after_chunk_committed", crash_after_second_chunk)
     with pytest.raises(SimulatedCrash):
-        llm_stages.run_translate(ctx)
+        run_stage(ctx, "translate")
     answered_before = {r["cache_key"] for r in ctx.warehouse.read("llm_cache").collect()}
     sent_before = set(server.prompts_seen)
     # chunks hold about commit_every prompts (hash-assigned); what two committed chunks answered is cached
@@ -136,7 +140,7 @@ def test_crash_half_way_then_rerun_sends_only_the_unanswered_prompts(llm_ctx, se
 
     monkeypatch.setattr(engine, "after_chunk_committed", lambda chunk: None)
     server.reset_counts()
-    report = llm_stages.run_translate(llm_ctx("llm.commit_every=3"))
+    report = run_stage(llm_ctx("llm.commit_every=3"), "translate")
     assert server.requests_total == 10 - len(answered_before)
     assert not set(server.prompts_seen) & sent_before  # nothing answered before was sent again
     assert (report.rows_in, report.rows_out) == (10, 10)
@@ -170,7 +174,7 @@ def test_generate_qa_then_judge_with_faults_and_no_key_anywhere(llm_ctx, server,
         ("q6", "这个端点会在错误信息中回显请求头，客户端必须把密钥遮住。" + pad + "[[echoauth]]"),
         ("tt", "[[tie]]两个回答得分相同的例子：头痛时应注意休息，必要时就医检查。"),
     ])
-    qa = llm_stages.run_generate_qa(ctx)
+    qa = run_stage(ctx, "generate-qa")
     assert (qa.rows_in, qa.rows_out, qa.rows_quarantined) == (7, 5, 2)
     assert qa.removed_by_reason == {"llm_failed:malformed_reply": 1, "llm_failed:http_400": 1}
     generated = ctx.warehouse.read("generated_qa")
@@ -184,7 +188,9 @@ def test_generate_qa_then_judge_with_faults_and_no_key_anywhere(llm_ctx, server,
     assert all(api_key not in (r["error"] or "") for r in raw.values())
     assert any("***" in (r["error"] or "") for r in raw.values())  # the echoed key was redacted
 
-    judged = llm_stages.run_judge(llm_ctx())
+    sft = generated.select(F.col("qa_id").alias("sample_id"), "messages", "language", "source", "type")
+    ctx.warehouse.overwrite_rows("sft", as_table(sft, "sft"), "sft")  # the judge reads the sft table
+    judged = run_stage(llm_ctx(), "judge")
     assert (judged.rows_in, judged.rows_out, judged.rows_removed, judged.rows_quarantined) == (10, 8, 2, 0)
     assert judged.removed_by_reason == {"tie": 2}
     prefs = ctx.warehouse.read("judged_preferences").collect()
@@ -193,7 +199,7 @@ def test_generate_qa_then_judge_with_faults_and_no_key_anywhere(llm_ctx, server,
     for p in prefs:
         assert p["chosen"].startswith("医生建议：") and p["rejected"].startswith("答案")
         assert p["chosen_score"] > p["rejected_score"] and p["kind"] == "subjective"
-        assert p["source"] == "llm_judge:generated_qa" and p["sample_id"]
+        assert p["source"] == "llm_judge:sft" and p["sample_id"]
     usage = {r["template"]: r for r in ctx.warehouse.read("llm_usage").filter(F.col("stage") == "judge").collect()}
     assert set(usage) == {"doctor_answer.v1", "judge.v1"}
 
@@ -211,7 +217,7 @@ def test_llm_stages_need_an_endpoint_and_fail_before_spark(ctx, capsys):
     from medcorpus.cli import main
 
     with pytest.raises(ConfigError, match="llm.base_url is not set"):
-        llm_stages.run_annotate(ctx)
+        run_stage(ctx, "annotate")
     assert main(["translate", "--warehouse", ctx.config.warehouse]) == 2
     assert "llm.base_url is not set" in capsys.readouterr().err
     assert main(["judge", "--set", "llm.base_url=http://127.0.0.1:9/v1", "--set", "llm.judge.template=judge.v7"]) == 2
@@ -274,7 +280,7 @@ def test_a_killed_cli_run_resumes_and_sends_only_the_unanswered_prompts(spark, m
         assert len(sent_before) >= answered  # sent = committed + the chunk in flight, lost with the process
 
         server.reset_counts()
-        resumed = llm_stages.run_translate(RunContext.create(spark, make_config("run_id=resumed", *settings)))
+        resumed = run_stage(RunContext.create(spark, make_config("run_id=resumed", *settings)), "translate")
         assert server.requests_total == 12 - answered
         assert (resumed.rows_in, resumed.rows_out) == (12, 12)
         assert ctx.warehouse.read("translations").count() == 12

@@ -11,6 +11,7 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
+from medcorpus.stages import run_stage
 from medcorpus.quality import expectations as E
 from medcorpus.core.errors import ValidationFailed
 from medcorpus.core.warehouse import table_spec
@@ -99,14 +100,22 @@ def test_duplicated_doc_id_stops_the_pipeline_at_its_stage_and_refuses_release(s
         "糖尿病饮食需要控制总热量。"])
     ran_downstream = []
 
-    def normalize_then_break(ctx):
-        report = runner.run_normalize(ctx)
-        # break the table on purpose: append a copy of one row (same doc_id)
-        ctx.warehouse.append_rows("documents", ctx.warehouse.read("documents").orderBy("doc_id").limit(1), "normalize")
-        return report
+    from medcorpus.core.stage import Stage
+    from medcorpus.stages import STAGES
+    from medcorpus.stages.normalize import Normalize
 
-    monkeypatch.setattr(runner, "PIPELINE_STAGES", [
-        ("normalize", normalize_then_break), ("downstream", lambda ctx: ran_downstream.append(1))])
+    class NormalizeThenBreak(Normalize):
+        def finish(self, ledger):
+            # break the table on purpose: append a copy of one row (same doc_id)
+            wh = self.ctx.warehouse
+            wh.append_rows("documents", wh.read("documents").orderBy("doc_id").limit(1), "normalize")
+
+    class Downstream(Stage):
+        def run(self):
+            ran_downstream.append(1)
+
+    monkeypatch.setattr(runner, "STAGES", {**STAGES, "normalize": NormalizeThenBreak, "downstream": Downstream})
+    monkeypatch.setattr(runner, "stage_names", lambda: ["ingest", "normalize", "downstream"])
     ctx = runner.RunContext.create(spark, make_config("run_id=gate-test", "validate.skip_tables=[quarantine]"))
 
     with pytest.raises(ValidationFailed) as err:

@@ -368,47 +368,7 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------------
-# the stage
+# the backend
 # ---------------------------------------------------------------------------------------------------
-CLASSIFY_INPUTS = ("clean_documents", "documents")
-
-
 def prepare_backend(cfg: ClassifyConfig) -> PreparedModel:
     return backend_class(cfg.backend).prepare(cfg)
-
-
-def run_classify(ctx: Any) -> Any:
-    """clean_documents (else documents) -> scored_documents; every pending row is scored exactly once."""
-    from medcorpus.core.runlog import StageReport, write_report
-    from medcorpus.core.pipeline import pending_for_stage
-    from medcorpus.classify.training import ensure_default_models
-
-    cfg = ctx.config.classify
-    report = StageReport("classify")
-    source = next((t for t in CLASSIFY_INPUTS if ctx.warehouse.exists(t)), None)
-    if source is None:
-        raise ModelError("classify needs clean_documents or documents; run normalize (and filter) first")
-    log.info("classify reads %s", source)
-    ensure_default_models(ctx)
-    prepared = prepare_backend(cfg)
-    log.info("classify backend %s: %s, %s", prepared.backend, prepared.classifier_version, prepared.rater_version)
-    pending = pending_for_stage(ctx, source, "scored_documents", "classify")
-    report.rows_in = pending.count()
-    if report.rows_in:
-        sc = ctx.spark.sparkContext
-        accs = (sc.accumulator(0), sc.accumulator(0))
-        scored = classify_documents(pending, prepared, cfg, ctx.run_id, accumulators=accs)
-        metrics = ctx.warehouse.merge_new_rows("scored_documents", scored, stage="classify")
-        report.rows_out = metrics.get("numTargetRowsInserted", 0)
-        log.info("classify: model built %d time(s) in the Python workers for %d Arrow batches (once per worker "
-                 "process, never per batch)", accs[0].value, accs[1].value)
-        report.note = (f"from {source}; {prepared.classifier_version}, {prepared.rater_version}; "
-                       f"model loads={accs[0].value} batches={accs[1].value}")
-    else:
-        ctx.warehouse.ensure("scored_documents")
-        report.note = f"from {source}; no new input: skipped"
-    report.rows_removed = report.rows_in - report.rows_out
-    report.removed_by_reason = {"already_scored": report.rows_removed} if report.rows_removed else {}
-    report.table_version = ctx.warehouse.version("scored_documents")
-    write_report(ctx.spark, ctx.warehouse, report.finish())
-    return report

@@ -1,6 +1,6 @@
 """Deduplication: exact (normalised-text hash) and near-duplicate (MinHash LSH), clustered distributedly.
 
-Pipeline of pure DataFrame transforms, called by :func:`run_dedup`:
+Pipeline of pure DataFrame transforms, called by the dedup stage (:mod:`medcorpus.stages.dedup`):
 
 1. ``norm_hash``: sha256 of the text lower-cased with whitespace and punctuation removed.
 2. ``exact_groups``: one representative per normalised hash (best by the keeper order).
@@ -989,104 +989,8 @@ def dedup_stats(clusters: DataFrame, texts: DataFrame, giant: DataFrame, cfg: De
 
 
 # ---------------------------------------------------------------------------------------------------
-# stage runner
+# helpers of the dedup stage
 # ---------------------------------------------------------------------------------------------------
-DEDUP_INPUTS = ("scored_documents", "clean_documents", "documents")
-
-
-def newest_input(warehouse, candidates: tuple[str, ...] = DEDUP_INPUTS) -> str:  # type: ignore[no-untyped-def]
-    """The newest upstream table that exists (tables another stage has not registered yet count as absent)."""
-    from medcorpus.core.errors import TableMissingError
-
-    for name in candidates:
-        try:
-            if warehouse.exists(name):
-                return name
-        except KeyError:
-            continue
-    raise TableMissingError(f"dedup needs one of {', '.join(candidates)}; run normalize first")
-
-
-def run_dedup(ctx):  # type: ignore[no-untyped-def]
-    """Stage ``dedup``: pending docs of the newest input -> dedup_clusters, unique_documents, signatures, stats.
-
-    Incremental: documents already in dedup_clusters are not reprocessed; the new batch is compared with
-    itself and with the kept documents of earlier runs through their stored signatures.
-    """
-    from pyspark import StorageLevel
-
-    from medcorpus.core.runlog import StageReport, write_report
-
-    cfg: DedupConfig = ctx.config.dedup
-    check_banding(cfg)
-    wh = ctx.warehouse
-    report = StageReport("dedup")
-    source_table = newest_input(wh)
-    log.info("dedup reads %s (newest upstream table present)", source_table)
-    docs = wh.read(source_table)
-    pending = docs.join(wh.read_or_empty("dedup_clusters").select("doc_id"), on="doc_id", how="left_anti")
-    pending = pending.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        report.rows_in = pending.count()
-        if report.rows_in == 0:
-            for name in ("dedup_clusters", "unique_documents", "dedup_signatures"):
-                wh.ensure(name)
-            wh.mark_run("dedup_clusters", "dedup")
-            report.note = f"no new documents in {source_table}: skipped"
-            report.table_version = wh.version("dedup_clusters")
-            write_report(ctx.spark, wh, report.finish())
-            return report
-        params = signature_params(cfg)
-        kept = wh.read_or_empty("unique_documents").select("doc_id", "text", "lang")
-        previous = (
-            wh.read_or_empty("dedup_signatures")
-            .filter(F.col("signature_params") == params)
-            .join(kept, on="doc_id", how="inner")
-            # a run killed after writing this batch's signatures and keepers (but before dedup_clusters)
-            # left them behind: the batch is redone from scratch, never compared with itself
-            .join(pending.select("doc_id"), on="doc_id", how="left_anti")
-        )
-        note = f"input {source_table}; {previous_note(previous)}"
-        result = dedup_documents(pending, cfg, previous)
-        source = F.col("source") if "source" in pending.columns else F.lit(None).cast("string")
-        clusters = mark_singletons(result.assignments).join(
-            pending.select("doc_id", source.alias("source")), on="doc_id", how="inner"
-        ).withColumn("dedup_run_id", F.lit(ctx.run_id))
-        # materialised before any write: the computation reads dedup_signatures/unique_documents, which
-        # the writes below change
-        clusters = _checkpoint(clusters)
-        signatures = _checkpoint(
-            result.signatures.withColumn("signature_params", F.lit(params)).withColumn("dedup_run_id", F.lit(ctx.run_id))
-        )
-        # dedup_clusters is written last: its rows mark the batch done, so a run killed between these
-        # commits reprocesses the batch, and the merges (on the table keys) add only what is missing
-        wh.merge_new_rows("dedup_signatures", signatures, stage="dedup")
-        keepers = (
-            with_optional_columns(pending, wh)
-            .join(clusters.filter(F.col("is_keeper")).select("doc_id", "cluster_size"), on="doc_id", how="inner")
-            .withColumn("dedup_run_id", F.lit(ctx.run_id))
-        )
-        wh.merge_new_rows("unique_documents", keepers, stage="dedup")
-        by_reason = {
-            r["reason"]: int(r["n"])
-            for r in clusters.groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()
-        }
-        stats = dedup_stats(clusters, pending.select("doc_id", "text"), result.giant_buckets, cfg)
-        stats = stats.withColumn("run_id", F.lit(ctx.run_id))
-        wh.merge_new_rows("dedup_stats", stats, stage="dedup")
-        wh.merge_new_rows("dedup_clusters", clusters, stage="dedup")
-        _log_stats(stats)
-    finally:
-        pending.unpersist()
-    report.rows_out = by_reason.get("keeper", 0) + by_reason.get("unique", 0)
-    report.rows_removed = by_reason.get("exact_duplicate", 0) + by_reason.get("near_duplicate", 0)
-    report.removed_by_reason = {k: v for k, v in by_reason.items() if k in ("exact_duplicate", "near_duplicate") and v}
-    report.table_version = wh.version("dedup_clusters")
-    report.note = note
-    write_report(ctx.spark, wh, report.finish())
-    return report
-
-
 def with_optional_columns(docs: DataFrame, wh) -> DataFrame:  # type: ignore[no-untyped-def]
     """Nullable unique_documents columns the input table may lack (e.g. scores when classify has not run)."""
     from medcorpus.core.warehouse import table_spec

@@ -38,10 +38,9 @@ from medcorpus.core.config import REPO_ROOT, FilterConfig, NormalizeConfig
 from medcorpus.core.errors import InputError
 from medcorpus.text.normalize import token_estimate
 from medcorpus.text.pii import redact_pii  # the PII policy: one module for every table and the LLM prompts
-from medcorpus.core.runlog import StageReport, write_report
 
 if TYPE_CHECKING:
-    from medcorpus.core.pipeline import RunContext
+    from medcorpus.core.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -607,53 +606,6 @@ def format_counts(counts: dict[str, int]) -> str:
 # ---------------------------------------------------------------------------------------------------
 # stage runner (the only function here that touches tables)
 # ---------------------------------------------------------------------------------------------------
-def pending_documents(ctx: RunContext) -> DataFrame:
-    """documents rows not yet in clean_documents nor filtered_out (incremental, idempotent reruns)."""
-    done = (
-        ctx.warehouse.read_or_empty("clean_documents").select("doc_id")
-        .unionByName(ctx.warehouse.read_or_empty("filtered_out").select("doc_id"))
-    )
-    return ctx.warehouse.read("documents").join(done, on="doc_id", how="left_anti")
-
-
-def run_filter(ctx: RunContext) -> StageReport:
-    """documents -> clean_documents (kept, redacted) + filtered_out (removed, with rule and value)."""
-    report = StageReport("filter")
-    cfg = ctx.config.filter
-    log.info("filter: reading documents (the filter's only input table)")
-    # Redacted text is persisted before scoring: a dozen signals read it, and Spark would otherwise
-    # re-run the redaction regexes inside several of them (measured: 59 s vs 30 s on 200 docs).
-    redacted = redact_pii(pending_documents(ctx), cfg).persist(StorageLevel.MEMORY_AND_DISK)
-    decided = decide(score_documents(redacted, cfg), cfg).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        per_rule, pii = summarize(decided)
-        report.rows_in = sum(per_rule.values())
-        kept = per_rule.get("kept", 0)
-        if report.rows_in:
-            metrics = ctx.warehouse.merge_new_rows(
-                "clean_documents", clean_rows(decided, ctx.config.normalize, ctx.run_id), stage="filter"
-            )
-            report.rows_out = metrics.get("numTargetRowsInserted", 0)
-            ctx.warehouse.merge_new_rows("filtered_out", removed_rows(decided, ctx.run_id), stage="filter")
-        else:
-            ctx.warehouse.ensure("clean_documents")
-            ctx.warehouse.ensure("filtered_out")
-    finally:
-        decided.unpersist()
-        redacted.unpersist()
-    removed = {rule: n for rule, n in per_rule.items() if rule != "kept"}
-    if kept - report.rows_out:
-        removed["already_filtered"] = kept - report.rows_out
-    report.rows_removed = report.rows_in - report.rows_out
-    report.removed_by_reason = removed
-    report.table_version = ctx.warehouse.version("clean_documents")
-    report.note = "pii redacted: " + format_counts(pii) if report.rows_in else "no new input: skipped"
-    log.info("filter: %d in, %d kept, removed per rule: %s; PII redacted per type: %s",
-             report.rows_in, report.rows_out, format_counts(removed), format_counts(pii))
-    write_report(ctx.spark, ctx.warehouse, report.finish())
-    return report
-
-
 def explain_document(ctx: RunContext, doc_id: str) -> str:
     """Every rule's value, threshold and verdict for one document of ``documents``, as a text table."""
     docs = ctx.warehouse.read("documents").filter(F.col("doc_id") == doc_id)

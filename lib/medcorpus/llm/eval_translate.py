@@ -86,7 +86,7 @@ def particle_ratio(text: str, particles: str) -> float:
 
 def classical_detection(root: Path, threshold: float) -> dict[str, float]:
     """Share of classical sources flagged and of modern references not flagged, over all chapter pairs."""
-    from medcorpus.llm.stages import CLASSICAL_PARTICLES
+    from medcorpus.llm.tasks import CLASSICAL_PARTICLES
 
     pairs = chapter_pairs(root)
     src = [particle_ratio(s.read_text(encoding="utf-8"), CLASSICAL_PARTICLES) for _, s, _ in pairs]

@@ -34,7 +34,7 @@ from medcorpus.core.errors import TableMissingError, ValidationFailed
 from medcorpus.core.warehouse import table_spec
 
 if TYPE_CHECKING:
-    from medcorpus.core.pipeline import RunContext
+    from medcorpus.core.context import RunContext
 
 log = logging.getLogger(__name__)
 

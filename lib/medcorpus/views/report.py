@@ -30,7 +30,7 @@ from medcorpus.core.warehouse import DOCUMENT_TABLES
 from medcorpus.quality.validation import RESULTS_TABLE, data_docs_dir, reports_dir
 
 if TYPE_CHECKING:
-    from medcorpus.core.pipeline import RunContext
+    from medcorpus.core.context import RunContext
 
 log = logging.getLogger(__name__)
 
