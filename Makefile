@@ -65,5 +65,11 @@ cluster-test: setup
 	$(PY) -m medcorpus.cluster test --work build/cluster-test
 	$(PY) -m pytest -q -m slow tests/test_cluster.py
 
+# ruff (pycodestyle, pyflakes, import order, bugbear, pyupgrade) and mypy (lib/, with the pydantic plugin),
+# both configured in pyproject.toml and installed by setup (the test extra pins them).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lib tests bench jobs
+	$(VENV)/bin/mypy
+
 clean:
 	rm -rf warehouse build dist spark-warehouse metastore_db derby.log .pytest_cache

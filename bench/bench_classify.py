@@ -20,8 +20,8 @@ SOURCES = ("huatuo", "toyhom_dialogue", "pubmedqa", "hotel_reviews", "laws", "cm
 
 
 def _texts(quick: bool) -> list[str]:
-    from medcorpus.core.config import REPO_ROOT, NormalizeConfig
     from medcorpus.classify.labelled import BuildParams, build_from_shared_data
+    from medcorpus.core.config import REPO_ROOT, NormalizeConfig
 
     root = REPO_ROOT.parent / "shared" / "data"
     if not root.exists():
@@ -33,13 +33,12 @@ def _texts(quick: bool) -> list[str]:
 
 
 def run(spark: Any, args: Any) -> dict[str, Any]:
-    from pyspark.sql import functions as F
 
     from medcorpus.classify.scoring import prepare_backend, score_documents
-    from medcorpus.core.config import load_config
-    from medcorpus.core.pipeline import RunContext
     from medcorpus.classify.textmodel import Featurizer
     from medcorpus.classify.training import ensure_default_models
+    from medcorpus.core.config import load_config
+    from medcorpus.core.pipeline import RunContext
 
     quick = bool(getattr(args, "quick", False))
     texts = _texts(quick)

@@ -21,10 +21,11 @@ if str(REPO) not in sys.path:
 
 
 def _throughput(concurrency: int, n: int, latency: float) -> dict[str, float]:
+    from tests.llm_server import FakeLLMServer
+
     from medcorpus.llm.client import ClientSettings, Secret
     from medcorpus.llm.prompts import load_template, prompt_dir
     from medcorpus.llm.worker import partition_answerer
-    from tests.llm_server import FakeLLMServer
 
     with FakeLLMServer(api_key="bench-key", delay_s=latency) as server:
         settings = ClientSettings(base_url=server.base_url, model="bench", concurrency=concurrency)

@@ -74,8 +74,8 @@ def _edit(text: str, rate: float, rng: random.Random) -> str:
 
 def build_corpus(root: Path, n_docs: int, plant_share: float = 0.1, seed: int = 7) -> list[tuple[str, str, str]]:
     """(doc_id, source, text): ``n_docs`` real documents (sources interleaved; natural dups kept) plus
-    ``plant_share`` x n edited copies with substitution rates uniform in [0, 0.1] (Jaccard of 5-grams ~1 down to ~0.45). Exact duplicates
-    (same text after whitespace removal) are dropped so every tool sees only near duplicates."""
+    ``plant_share`` x n edited copies with substitution rates uniform in [0, 0.1] (Jaccard of 5-grams ~1 down to
+    ~0.45). Exact duplicates (same text after whitespace removal) are dropped so every tool sees only near duplicates."""
     rng = random.Random(seed)
     pools = [_toyhom_csv(root), _toyhom_txt(root), _huatuo(root), _medquad(root, max_files=2000)]
     for pool in pools[2:]:

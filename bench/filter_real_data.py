@@ -42,13 +42,14 @@ def load_sources(n: int, rng: random.Random) -> dict[str, list[str]]:
         items = [t for t in items if t and t.strip()]
         out[name] = rng.sample(items, min(n, len(items)))
 
-    rows = [json.loads(x) for x in (DATA / "medical_zh/huatuo/llama_data.json").read_text(encoding="utf-8").splitlines() if x.strip()]
+    huatuo = (DATA / "medical_zh/huatuo/llama_data.json").read_text(encoding="utf-8")
+    rows = [json.loads(x) for x in huatuo.splitlines() if x.strip()]
     take("huatuo", [r["instruction"] + "\n" + r.get("input", "") + "\n" + r["output"] for r in rows])
     with (DATA / "medical_zh/toyhom_dialogue/im_sample_5000-6000.gb18030.csv").open(encoding="gb18030", errors="replace") as f:
         take("toyhom_csv", [f"{r['title']}\n{r['ask']}\n{r['answer']}" for r in csv.DictReader(f)])
     dialogues = json.loads((DATA / "medical_zh/cmtmedqa/CMtMedQA_test.json").read_text(encoding="utf-8"))
-    take("cmtmedqa", ["\n".join(q + "\n" + a for q, a in d.get("history", [])) + "\n" + d.get("instruction", d.get("instruct", "")) + "\n" + d["output"]
-                      for d in dialogues])
+    take("cmtmedqa", ["\n".join(q + "\n" + a for q, a in d.get("history", [])) + "\n"
+                      + d.get("instruction", d.get("instruct", "")) + "\n" + d["output"] for d in dialogues])
     take("covid_zh", _blocks(DATA / "medical_zh/covid_dialogue/COVID-Dialogue-Dataset-Chinese.txt"))
     books = sorted((DATA / "medical_zh/tcm_books").glob("*.txt"))
     take("tcm_books", [p.read_bytes().decode("gb18030", errors="replace") for p in rng.sample(books, min(n, 60))])
@@ -111,11 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from medcorpus.filters import rules as filters
-
-    from medcorpus.text import normalize
     from medcorpus.core.config import load_config
     from medcorpus.core.session import build_spark
+    from medcorpus.filters import rules as filters
+    from medcorpus.text import normalize
 
     config = load_config(overrides=["spark.shuffle_partitions=4", *args.set])
     rng = random.Random(args.seed)
@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [(f"{src}-{i}", src, src, "text", None, None, None, t) for src, texts in sources.items() for i, t in enumerate(texts)]
     spark = build_spark(config)
     raw = spark.createDataFrame(
-        rows, "doc_id string, source string, source_file string, source_format string, url string, title string, meta string, text string"
+        rows, "doc_id string, source string, source_file string, source_format string, url string, title string, "
+        "meta string, text string"
     ).repartition(8)
     docs = normalize.normalize_documents(raw, config.normalize, "measure").filter(~normalize.is_empty_text()).cache()
     redacted = filters.redact_pii(docs, config.filter).cache()
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     counts: dict[str, dict[str, int]] = {}
     for r in per:
         counts.setdefault(r["source"], {})[r["rule"]] = int(r["count"])
-    pii = {r["key"]: int(r["n"]) for r in decided.select(F.explode("pii_counts")).groupBy("key").agg(F.sum("value").alias("n")).collect()}
+    pii_rows = decided.select(F.explode("pii_counts")).groupBy("key").agg(F.sum("value").alias("n")).collect()
+    pii = {r["key"]: int(r["n"]) for r in pii_rows}
 
     def share(group: list[str]) -> dict[str, float]:
         total = sum(sum(counts[s].values()) for s in group)
@@ -161,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{s:<20} {v['docs']:>5} {v['removed']:>8.1%}  {rules}")
     for g in ("medical", "general", "all"):
         v = summary[g]
-        print(f"{g.upper():<20} {v['docs']:>5} {v['removed']:>8.1%}  " + ", ".join(f"{k}={v2:.2%}" for k, v2 in list(v.items())[2:]))
+        shares = ", ".join(f"{k}={v2:.2%}" for k, v2 in list(v.items())[2:])
+        print(f"{g.upper():<20} {v['docs']:>5} {v['removed']:>8.1%}  " + shares)
     print("PII redactions:", pii)
 
     removed = decided.filter(F.col("filter_rule").isNotNull())
@@ -171,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         removed.withColumn("_r", F.xxhash64("doc_id", F.lit(args.seed)))
         .withColumn("_k", F.row_number().over(in_source))
         .orderBy("_k", "_r", "doc_id").limit(args.sample)
-        .select("doc_id", "source", "lang", "filter_rule", "filter_value", "filter_threshold", F.substring("text", 1, 400).alias("text"))
+        .select("doc_id", "source", "lang", "filter_rule", "filter_value", "filter_threshold",
+                F.substring("text", 1, 400).alias("text"))
         .collect()
     )
     out = Path(args.out)

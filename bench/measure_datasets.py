@@ -146,14 +146,11 @@ def main() -> None:
 
     from pyspark.sql import functions as F
 
-    from medcorpus.datasets import pretrain
-    from medcorpus.stages import run_stage
-
-    from medcorpus.datasets import release
-
     from medcorpus.core import pipeline as runner
     from medcorpus.core.config import load_config
     from medcorpus.core.session import build_spark
+    from medcorpus.datasets import pretrain, release
+    from medcorpus.stages import run_stage
 
     cfg = load_config(REPO / "configs" / "real_data.yaml", [f"warehouse={args.warehouse}", *args.set])
     spark = build_spark(cfg)
@@ -228,8 +225,8 @@ def confilter_examples(ctx, n: int = 10) -> dict[str, object]:  # type: ignore[n
     from pyspark.sql import functions as F
 
     from medcorpus.datasets import sft as sft_mod
-    from medcorpus.stages.sft import confilter_scored
     from medcorpus.readers.formats import import_sources
+    from medcorpus.stages.sft import confilter_scored
 
     cfg = ctx.config.datasets
     cands, _ = import_sources(ctx.spark, cfg.sft_sources)

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus.stages import run_stage
-from tests.conftest import as_table
+from medcorpus.classify.labelled import build_seed, proxy_quality
 from medcorpus.classify.scoring import (
     BACKENDS,
     BatchScores,
@@ -25,15 +24,11 @@ from medcorpus.classify.scoring import (
     score_documents,
     with_split,
 )
-from medcorpus.core.config import NormalizeConfig
-from medcorpus.core.errors import ConfigError
-from medcorpus.classify.labelled import build_seed, proxy_quality
-from medcorpus.core.pipeline import RunContext
 from medcorpus.classify.textmodel import (
     DOMAIN_KIND,
     RATER_KIND,
-    Featurizer,
     FeatureSpec,
+    Featurizer,
     ModelError,
     TrainParams,
     arrays_checksum,
@@ -42,6 +37,11 @@ from medcorpus.classify.textmodel import (
     save_artifact,
     train_domain,
 )
+from medcorpus.core.config import NormalizeConfig
+from medcorpus.core.errors import ConfigError
+from medcorpus.core.pipeline import RunContext
+from medcorpus.stages import run_stage
+from tests.conftest import as_table
 
 SMALL = ("classify.hash_bits=14", "classify.max_iter=100")
 
@@ -63,8 +63,8 @@ def seed_models(tmp_path_factory) -> Path:
     """The default models trained once on the shipped seed (what `make run` does), shared by the stage tests."""
     from types import SimpleNamespace
 
-    from medcorpus.core.config import load_config
     from medcorpus.classify.training import ensure_default_models
+    from medcorpus.core.config import load_config
 
     models = tmp_path_factory.mktemp("seed_models")
     cfg = load_config(overrides=[*SMALL, f"classify.domain_model_dir={models / 'domain'}",
@@ -254,7 +254,8 @@ def test_classify_stage_scores_every_document_once(spark, make_config, seed_mode
 def test_threshold_in_config_decides_what_is_medical(spark, make_config, seed_models):
     cfg = _model_cfg(make_config, seed_models, "run_id=cls-3", "classify.medical_threshold=1.01")
     ctx = RunContext.create(spark, cfg)
-    ctx.warehouse.merge_new_rows("clean_documents", as_table(_documents(spark, [MED_ZH, GEN_EN]), "clean_documents"), stage="filter")
+    docs = as_table(_documents(spark, [MED_ZH, GEN_EN]), "clean_documents")
+    ctx.warehouse.merge_new_rows("clean_documents", docs, stage="filter")
     run_stage(ctx, "classify")
     assert {r["domain"] for r in ctx.warehouse.read("scored_documents").collect()} == {"general"}
 
@@ -300,7 +301,8 @@ def test_a_custom_backend_plugs_in_without_touching_the_stage(spark, make_config
     cfg = _model_cfg(make_config, tmp_path / "models", "run_id=cls-5",
                      "classify.backend=tests.test_classify:KeywordBackend")
     ctx = RunContext.create(spark, cfg)
-    ctx.warehouse.merge_new_rows("clean_documents", as_table(_documents(spark, [MED_ZH, GEN_EN, MED_EN]), "clean_documents"), stage="filter")
+    docs = as_table(_documents(spark, [MED_ZH, GEN_EN, MED_EN]), "clean_documents")
+    ctx.warehouse.merge_new_rows("clean_documents", docs, stage="filter")
     run_stage(ctx, "classify")
     rows = {r["doc_id"]: r for r in ctx.warehouse.read("scored_documents").collect()}
     assert [rows[d]["domain"] for d in ("d000", "d001", "d002")] == ["medical", "general", "medical"]

@@ -11,9 +11,9 @@ import json
 
 import pytest
 
-from medcorpus.core.config import ClassifyConfig, NormalizeConfig
 from medcorpus.classify.labelled import BuildParams, build_from_shared_data
 from medcorpus.classify.training import fit_domain, rows_frame
+from medcorpus.core.config import ClassifyConfig, NormalizeConfig
 from tests.conftest import shared_data_path
 
 pytestmark = pytest.mark.shared_data
@@ -49,8 +49,8 @@ def test_shipped_rater_ranks_real_documents_above_their_degraded_twins():
     """Real documents of every source (the validation files of the labelled builder) against their twins."""
     import numpy as np
 
-    from medcorpus.classify.scoring import resolve
     from medcorpus.classify.degrade import DEGRADATIONS, degrade, eligible
+    from medcorpus.classify.scoring import resolve
     from medcorpus.classify.textmodel import RATER_KIND, load_artifact
 
     root = shared_data_path()

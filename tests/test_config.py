@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from medcorpus.core.config import Config, load_config
 from medcorpus.core.errors import ConfigError
@@ -47,7 +48,7 @@ def test_hash_is_stable_ignores_run_id_and_tracks_thresholds():
 
 def test_config_is_frozen():
     cfg = load_config()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.warehouse = "elsewhere"  # type: ignore[misc]
 
 

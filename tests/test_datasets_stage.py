@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from medcorpus.core.warehouse import table_spec
+from medcorpus.demo import write_demo_sft_inputs
 from medcorpus.stages import run_stage
 from tests.conftest import as_table
-from medcorpus.demo import write_demo_sft_inputs
-from medcorpus.core.warehouse import table_spec
 
 MED_ZH = "高血压患者应规律服用降压药，定期监测血压，饮食清淡，限制食盐摄入，戒烟限酒，适量运动。"
 GEN_ZH = "周末我们全家去郊外爬山，山上空气清新，风景优美，沿途还能看到很多野花。"

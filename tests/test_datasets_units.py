@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from medcorpus.core.config import MixtureConfig
+from medcorpus.core.errors import ConfigError
 from medcorpus.datasets.confilter import BOS, CharNgramLM, dialogue_cf, turns_of
 from medcorpus.datasets.pretrain import MixtureError, MixtureResult, check_tolerance, plan_mixture, validate_mixture
 from medcorpus.readers.formats import (
@@ -24,7 +25,6 @@ from medcorpus.readers.formats import (
     read_sharegpt_jsonl,
     read_toyhom_csv,
 )
-from medcorpus.core.errors import ConfigError
 
 
 # ---------------------------------------------------------------------------------------------------

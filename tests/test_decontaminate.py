@@ -9,8 +9,9 @@ import random
 
 import pytest
 
-from medcorpus.stages import run_stage
 from medcorpus.core.config import DecontaminateConfig
+from medcorpus.core.pipeline import RunContext
+from medcorpus.core.warehouse import table_spec
 from medcorpus.dedup.decontaminate import (
     build_index,
     drop_contaminated,
@@ -19,8 +20,7 @@ from medcorpus.dedup.decontaminate import (
     load_benchmark_items,
     load_index,
 )
-from medcorpus.core.warehouse import table_spec
-from medcorpus.core.pipeline import RunContext
+from medcorpus.stages import run_stage
 
 from .conftest import shared_data_path
 

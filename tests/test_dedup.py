@@ -10,14 +10,13 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus.stages import run_stage
-from tests.conftest import as_table
 from medcorpus.core.config import DedupConfig
-from medcorpus.text.ngrams import span_hashes, span_hashes_numpy
+from medcorpus.core.errors import ConfigError
+from medcorpus.core.pipeline import RunContext
+from medcorpus.core.warehouse import table_spec
 from medcorpus.dedup.minhash import (
-    _minhash_numpy,
-    triaged_pairs,
     _bucket_scan_batches,
+    _minhash_numpy,
     bucket_pair_indices,
     char_shingles,
     check_banding,
@@ -26,19 +25,20 @@ from medcorpus.dedup.minhash import (
     estimated_jaccard,
     exact_jaccard,
     greedy_keepers,
+    intersection_sizes,
     lsh_midpoint,
     minhash,
+    packed_sketches,
     permutations,
     priority,
-    intersection_sizes,
-    packed_sketches,
     shingles,
     sketch_estimates,
+    triaged_pairs,
     word_shingles,
 )
-from medcorpus.core.errors import ConfigError
-from medcorpus.core.warehouse import table_spec
-from medcorpus.core.pipeline import RunContext
+from medcorpus.stages import run_stage
+from medcorpus.text.ngrams import span_hashes, span_hashes_numpy
+from tests.conftest import as_table
 
 CFG = DedupConfig()
 ZH = (

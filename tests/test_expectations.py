@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from medcorpus.quality import expectations as E
 from medcorpus.core.warehouse import TableSpec, all_table_names, table_spec
+from medcorpus.quality import expectations as E
 
 REGENERATE = "run `.venv/bin/python -m medcorpus.quality.expectations` and review the diff"
 

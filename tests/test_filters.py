@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus.stages import run_stage
-from medcorpus.filters import rules as filters
 from medcorpus.core.config import REPO_ROOT, FilterConfig
+from medcorpus.filters import rules as filters
+from medcorpus.stages import run_stage
 
 # ---------------------------------------------------------------------------------------------------
 # documents
@@ -50,7 +50,8 @@ LONG_VARIED_ZH = (
     "多数患者可自行缓解或经治疗后缓解，诱发因素包括花粉、尘螨、烟雾、冷空气和呼吸道感染等。"
 )
 _PILLS = "请按时服药，每日三次，饭后半小时用温开水送服。"
-_FILLERS = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥天地玄黄宇宙洪荒日月盈昃宿列张寒来暑往秋收冬藏闰余成岁律吕调阳云腾致雨露结为霜金生丽水玉出昆冈"
+_FILLERS = ("甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥天地玄黄宇宙洪荒日月盈昃"
+            "宿列张寒来暑往秋收冬藏闰余成岁律吕调阳云腾致雨露结为霜金生丽水玉出昆冈")
 
 BAD: dict[str, tuple[str, str]] = {
     # rule: (zh document, en document)
@@ -419,8 +420,8 @@ def test_missing_lexicon_names_the_folders(tmp_path):
 # the stage: tables, attribution, run_log, idempotent rerun, --explain
 # ---------------------------------------------------------------------------------------------------
 def _documents(spark, items: dict[str, str]):
-    from medcorpus.text.normalize import token_estimate
     from medcorpus.core.config import NormalizeConfig
+    from medcorpus.text.normalize import token_estimate
 
     rows = [(doc_id, lang_of(doc_id), text) for doc_id, text in items.items()]
     df = spark.createDataFrame(rows, "doc_id string, lang string, text string")

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medcorpus.readers.ingest import redact_record
-from medcorpus.text.pii import Policy
 from medcorpus.readers.sources import OK, QUARANTINE, SKIPPED, ReaderLimits, read_file
+from medcorpus.text.pii import Policy
 
 LIMITS = ReaderLimits(max_record_bytes=20_000, max_line_bytes=40_000, payload_chars=200)
 SUFFIX = {"jsonl": ".jsonl", "jsonl.gz": ".jsonl.gz", "text": ".txt", "text.gz": ".txt.gz", "warc": ".warc",

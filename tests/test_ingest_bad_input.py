@@ -142,7 +142,8 @@ _LINE = st.one_of(
 )
 
 
-@settings(max_examples=3, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=3, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(files=st.lists(st.tuples(_EXT, st.lists(_LINE, max_size=8), st.booleans()), min_size=1, max_size=12))
 def test_fuzzed_folders_reconcile_end_to_end(spark, make_config, tmp_path_factory, files):
     root = tmp_path_factory.mktemp("fuzz")

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus.stages import run_stage
 from medcorpus.cli import main
 from medcorpus.core.config import load_config
 from medcorpus.core.errors import ConfigError
 from medcorpus.readers.sources import ReaderLimits, read_file
+from medcorpus.stages import run_stage
 
 PHONE, EMAIL, ID = "13912345678", "zhang.san@example.com", "110101199003071233"
 CARD = "6222021234567890128"  # Luhn-valid, 19 digits
@@ -187,7 +187,6 @@ def test_gzip_corrupt_in_the_middle_keeps_the_records_before_the_break(tmp_path)
 # 4 and 5: PII formats (tests/test_redact.py), and title, url, meta, quarantine raw (13) at ingest/normalize
 # ---------------------------------------------------------------------------------------------------
 def test_ingest_and_normalize_redact_text_title_url_meta_and_quarantine_raw(spark, make_config, tmp_path):
-    from medcorpus.core import pipeline as runner
     from medcorpus.core.pipeline import RunContext
 
     src = tmp_path / "src"
@@ -217,8 +216,8 @@ def test_ingest_and_normalize_redact_text_title_url_meta_and_quarantine_raw(spar
 
 def test_quarantine_raw_is_cut_after_redaction_so_no_number_is_left_half_visible():
     from medcorpus.readers.ingest import redact_record
-    from medcorpus.text.pii import Policy
     from medcorpus.readers.sources import Record, preview
+    from medcorpus.text.pii import Policy
 
     line = "x" * 1995 + PHONE + " and more text"
     rec = Record("quarantine", 1, reason="malformed_json", raw=preview(line, 2000))

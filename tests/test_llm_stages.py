@@ -10,12 +10,12 @@ import pytest
 from pyspark.sql import functions as F
 
 from medcorpus.core.errors import ConfigError
+from medcorpus.core.pipeline import RunContext
+from medcorpus.core.warehouse import table_spec
 from medcorpus.llm import engine
 from medcorpus.llm import tasks as llm_stages
 from medcorpus.stages import run_stage
 from tests.conftest import as_table
-from medcorpus.core.warehouse import table_spec
-from medcorpus.core.pipeline import RunContext
 from tests.llm_server import FakeLLMServer
 
 KEY_ENV = "MEDCORPUS_TEST_LLM_KEY"

@@ -34,7 +34,8 @@ def test_tcm_sections_one_per_titled_section_without_markers() -> None:
 
 
 def test_textbook_sections_split_at_numbered_sections() -> None:
-    text = "第一章论\n传染病是指……\n第一节感染与免疫—、感染的概念\n感染是……\n第一章总论\n（二）隐性感染\n第二节发病机制\n发生与发展……\n"
+    text = ("第一章论\n传染病是指……\n第一节感染与免疫—、感染的概念\n感染是……\n"
+            "第一章总论\n（二）隐性感染\n第二节发病机制\n发生与发展……\n")
     sections = md.textbook_sections(text)
     assert [h for h, _ in sections] == ["", "第一节感染与免疫—、感染的概念", "第二节发病机制"]
     assert sections[0][1] == "第一章论\n传染病是指……"

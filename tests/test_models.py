@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from medcorpus.classify.scoring import prepare_backend, backend_class
-from medcorpus.core.config import REPO_ROOT, load_config
 from medcorpus.classify.degrade import DEGRADATIONS, degrade
 from medcorpus.classify.fluency import CharLM
 from medcorpus.classify.rater import QualityRater
+from medcorpus.classify.scoring import backend_class, prepare_backend
 from medcorpus.classify.textmodel import DOMAIN_KIND, RATER_KIND, ModelError, load_artifact
+from medcorpus.core.config import REPO_ROOT, load_config
 
 MODELS = REPO_ROOT / "models"
 

@@ -43,7 +43,8 @@ def test_traditional_is_converted_and_simplified_left_alone():
 
 def test_clean_whitespace_expression(spark):
     df = spark.createDataFrame(
-        [("a\r\nb",), ("x\u200by\u00ad",), ("  many    spaces \t here  ",), ("l1\n\n\n\n\nl2",), ("ctl\x07\x1b!",), ("",), (None,)],
+        [("a\r\nb",), ("x\u200by\u00ad",), ("  many    spaces \t here  ",), ("l1\n\n\n\n\nl2",), ("ctl\x07\x1b!",),
+         ("",), (None,)],
         "t string",
     )
     got = [r[0] for r in df.select(clean_whitespace(F.col("t"))).collect()]

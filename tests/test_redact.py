@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pyspark.sql import functions as F
 
 from medcorpus.text import pii as R
 from tests.test_filters import NOT_PII, PII_CASES, luhn_complete

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus.core.warehouse import table_spec
 from medcorpus.core.runlog import StageReport, write_report
+from medcorpus.core.warehouse import table_spec
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -50,8 +50,8 @@ def _documents(ctx, n: int = 40):
 
 
 def test_report_renders_in_chromium_with_plots(ctx, tmp_path):
-    from medcorpus.views.report import build_report
     from medcorpus.quality.validation import validate_table
+    from medcorpus.views.report import build_report
 
     ctx.warehouse.merge_new_rows("documents", _documents(ctx), "normalize")
     for stage, rin, out, reasons in (("ingest", 45, 42, {"malformed_json": 3}),

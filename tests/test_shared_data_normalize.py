@@ -33,7 +33,8 @@ def _labelled_samples(n_per_source: int = 150) -> list[tuple[str, str, str]]:
     out += [("laws", "zh", open(p, encoding="utf-8").read()[:3000]) for p in rng.sample(laws, min(n_per_source, len(laws)))]
 
     pqal = json.loads(shared_data_path("medical_en", "pubmedqa", "ori_pqal.json").read_text())
-    out += [("pubmedqa", "en", v["QUESTION"] + " " + " ".join(v["CONTEXTS"])) for v in rng.sample(list(pqal.values()), n_per_source)]
+    out += [("pubmedqa", "en", v["QUESTION"] + " " + " ".join(v["CONTEXTS"]))
+            for v in rng.sample(list(pqal.values()), n_per_source)]
 
     medquad = sorted(glob.glob(str(shared_data_path("medical_en", "medquad") / "*" / "*.xml")))
     texts = []

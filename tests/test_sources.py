@@ -5,7 +5,6 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -159,7 +158,8 @@ def test_html_to_text_drops_scripts():
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=st.binary(max_size=3000), fmt=st.sampled_from(["jsonl", "text", "parquet", "warc"]), gz=st.booleans())
 def test_fuzz_any_bytes_never_raise_and_every_record_is_accounted(tmp_path, payload, fmt, gz):
-    path = tmp_path / ("f." + {"jsonl": "jsonl", "text": "txt", "parquet": "parquet", "warc": "warc"}[fmt] + (".gz" if gz else ""))
+    ext = {"jsonl": "jsonl", "text": "txt", "parquet": "parquet", "warc": "warc"}[fmt]
+    path = tmp_path / ("f." + ext + (".gz" if gz else ""))
     path.write_bytes(gzip.compress(payload) if gz else payload)
     got = records(path, fmt)
     for r in got:

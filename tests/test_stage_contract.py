@@ -117,7 +117,8 @@ def test_the_ledger_comes_from_one_aggregation_over_the_tags(spark):
 def _raw_documents(ctx, n: int) -> None:
     from tests.conftest import as_table
 
-    df = ctx.spark.createDataFrame([(f"d{i}", f"第{i}篇文档：高血压患者应低盐饮食。") for i in range(n)], "doc_id string, text string")
+    df = ctx.spark.createDataFrame([(f"d{i}", f"第{i}篇文档：高血压患者应低盐饮食。") for i in range(n)],
+                                   "doc_id string, text string")
     ctx.warehouse.merge_new_rows("raw_documents", as_table(df.withColumn("byte_size", F.length("text")), "raw_documents"),
                                  "ingest")
 

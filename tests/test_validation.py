@@ -11,10 +11,9 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from medcorpus.stages import run_stage
-from medcorpus.quality import expectations as E
 from medcorpus.core.errors import ValidationFailed
 from medcorpus.core.warehouse import table_spec
+from medcorpus.quality import expectations as E
 
 
 def _query(suite_table: str, note_prefix: str) -> str:

@@ -356,8 +356,8 @@ def _run_command(args: argparse.Namespace, config: Config, sources: list[str]) -
 
 def _validate(ctx, tables: list[str], version: int | None) -> int:
     """`medcorpus validate TABLE...`: 0 when every table passed, 1 otherwise (the failures are printed)."""
-    from medcorpus.quality.expectations import suite_tables
     from medcorpus.core.warehouse import table_spec
+    from medcorpus.quality.expectations import suite_tables
     from medcorpus.quality.validation import validate_table
 
     if tables == ["all"]:

@@ -13,6 +13,7 @@ import io
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 MARKER = ".demo-complete"
 DEMO_VERSION = "1"
@@ -154,7 +155,7 @@ def _pii_sentence_en(rng: random.Random) -> str:
 # ---------------------------------------------------------------------------------------------------
 # documents
 # ---------------------------------------------------------------------------------------------------
-def _medical_en(rng: random.Random, n: int) -> list[dict[str, object]]:
+def _medical_en(rng: random.Random, n: int) -> list[dict[str, Any]]:
     docs = []
     for i in range(n):
         d, s, m, t = EN_DISEASES[i % len(EN_DISEASES)]
@@ -168,7 +169,7 @@ def _medical_en(rng: random.Random, n: int) -> list[dict[str, object]]:
     return docs
 
 
-def _general_en(rng: random.Random, n: int) -> list[dict[str, object]]:
+def _general_en(rng: random.Random, n: int) -> list[dict[str, Any]]:
     docs = []
     for i in range(n):
         parts = rng.sample(EN_GENERAL, 2)
@@ -177,7 +178,7 @@ def _general_en(rng: random.Random, n: int) -> list[dict[str, object]]:
     return docs
 
 
-def _medical_zh(rng: random.Random, n: int) -> list[dict[str, object]]:
+def _medical_zh(rng: random.Random, n: int) -> list[dict[str, Any]]:
     docs = []
     for i in range(n):
         if i % 3 == 2:
@@ -197,12 +198,12 @@ def _medical_zh(rng: random.Random, n: int) -> list[dict[str, object]]:
     return docs
 
 
-def _general_zh(rng: random.Random, n: int) -> list[dict[str, object]]:
+def _general_zh(rng: random.Random, n: int) -> list[dict[str, Any]]:
     return [{"id": f"zh-gen-{i}", "text": "".join(rng.sample(ZH_GENERAL, 2)), "meta": {"source": "demo", "domain": "general"}}
             for i in range(n)]
 
 
-def _traditional(docs: list[dict[str, object]]) -> list[dict[str, object]]:
+def _traditional(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import opencc
 
     s2t = opencc.OpenCC("s2t")
@@ -234,10 +235,10 @@ def _book_text(rng: random.Random) -> str:
 
 
 def _warc_bytes(docs: list[tuple[str, str, str]]) -> bytes:
+    import uuid
+
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
-
-    import uuid
 
     def fixed(name: str) -> dict[str, str]:
         rid = uuid.uuid5(uuid.NAMESPACE_URL, name)
@@ -259,7 +260,7 @@ def _warc_bytes(docs: list[tuple[str, str, str]]) -> bytes:
     return buf.getvalue()
 
 
-def _jsonl(docs: list[dict[str, object]]) -> bytes:
+def _jsonl(docs: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n" for d in docs).encode("utf-8")
 
 

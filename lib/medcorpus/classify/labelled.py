@@ -36,11 +36,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from medcorpus.classify.textmodel import GENERAL, MEDICAL, dense_signals
 from medcorpus.core.config import NormalizeConfig
 from medcorpus.readers import formats
 from medcorpus.text.normalize import normalize_one
 from medcorpus.text.script import mostly_han
-from medcorpus.classify.textmodel import GENERAL, MEDICAL, dense_signals
 
 log = logging.getLogger(__name__)
 
@@ -511,25 +511,30 @@ _SEED_SENTENCES: dict[tuple[str, str | None], list[str]] = {
         "The patient is a 60-year-old man admitted with chest pain and shortness of breath.",
         "On examination his temperature was 38.2 C and crackles were heard at both lung bases.",
         "Blood tests showed a raised white cell count and C-reactive protein.",
-        "He was treated with intravenous antibiotics and oxygen therapy.", "Hello doctor, I have had a fever and cough for three days.",
+        "He was treated with intravenous antibiotics and oxygen therapy.",
+        "Hello doctor, I have had a fever and cough for three days.",
         "Thanks for your query; based on your symptoms I suggest a chest X-ray and a blood test.",
         "Chronic kidney disease is staged by the estimated glomerular filtration rate.",
         "The surgeon recommended a laparoscopic cholecystectomy after the ultrasound confirmed gallstones.",
         "Randomised controlled trials showed a lower mortality in the treatment group.",
-        "Seek emergency care if the pain spreads to your arm or jaw.", "The MRI revealed a small lesion in the left temporal lobe.",
+        "Seek emergency care if the pain spreads to your arm or jaw.",
+        "The MRI revealed a small lesion in the left temporal lobe.",
     ],
     ("zh", "tcm"): [
         "脉浮紧，头痛发热，恶寒无汗，麻黄汤主之。", "本方以补中益气为主，兼以升阳举陷。", "气血两虚者，宜八珍汤加减。",
         "舌淡苔白，脉沉细，属脾肾阳虚之证。", "针刺足三里、合谷，留针二十分钟。", "此药性寒，脾胃虚寒者慎用。",
     ],
     ("zh", "pharmacy"): [
-        "本品为白色薄膜衣片，除去包衣后显白色。", "用法用量：口服，成人一次0.5克，一日三次。", "不良反应：偶见皮疹、腹泻和肝功能异常。",
+        "本品为白色薄膜衣片，除去包衣后显白色。",
+        "用法用量：口服，成人一次0.5克，一日三次。",
+        "不良反应：偶见皮疹、腹泻和肝功能异常。",
         "孕妇及哺乳期妇女禁用。", "与华法林合用可增加出血风险。", "请遵医嘱用药，儿童用量请咨询医师或药师。",
     ],
     ("en", "pharmacy"): [
         "Take one tablet by mouth twice daily with food.", "Common side effects include headache, nausea and dizziness.",
         "Do not take this medicine if you are allergic to penicillin.", "Tell your pharmacist about all the drugs you take.",
-        "Store at room temperature, away from light and moisture.", "If you miss a dose, skip it and return to your regular schedule.",
+        "Store at room temperature, away from light and moisture.",
+        "If you miss a dose, skip it and return to your regular schedule.",
     ],
     ("zh", "consumer_health"): [
         "每天喝足八杯水有助于身体代谢。", "多吃新鲜蔬菜水果，少吃高油高盐的食物。", "坚持每周三次有氧运动，有助于控制体重。",
@@ -537,7 +542,8 @@ _SEED_SENTENCES: dict[tuple[str, str | None], list[str]] = {
     ],
     ("en", "consumer_health"): [
         "Eat plenty of vegetables, fruit and whole grains every day.", "Adults need seven to nine hours of sleep each night.",
-        "Regular physical activity lowers the risk of heart disease and diabetes.", "Wash your hands often to prevent infections.",
+        "Regular physical activity lowers the risk of heart disease and diabetes.",
+        "Wash your hands often to prevent infections.",
         "Limit sugary drinks and choose water instead.", "Get your blood pressure checked at least once a year.",
     ],
     ("zh", None): [
@@ -553,7 +559,8 @@ _SEED_SENTENCES: dict[tuple[str, str | None], list[str]] = {
         "The stock market closed higher on Friday after a volatile week.", "Our hotel room had a lovely view of the harbour.",
         "The new phone has a larger screen and a faster processor.", "The band released its third album last spring.",
         "Heavy rain is expected across the region this weekend.", "The council voted to build a new library in the town centre.",
-        "She scored the winning goal in the final minute of the match.", "This novel follows three generations of a farming family.",
+        "She scored the winning goal in the final minute of the match.",
+        "This novel follows three generations of a farming family.",
         "The recipe calls for two cups of flour and a pinch of salt.", "Tourists crowded the old square to watch the parade.",
         "The company announced record profits for the last quarter.", "Students must submit their essays by Monday morning.",
         "The president delivered his speech to a joint session of Congress.", "The museum reopened after a long renovation.",
@@ -582,7 +589,7 @@ def build_seed(normalize_cfg: NormalizeConfig, params: BuildParams | None = None
     rng = random.Random(11)
     raw: list[tuple[str, str, str | None, float, str]] = []
     for i, (d, s, m, t) in enumerate(demo.EN_DISEASES):
-        for j, tpl in enumerate(demo.EN_TEMPLATES):
+        for tpl in demo.EN_TEMPLATES:
             raw.append(("seed_en_clinical", tpl.format(D=d, S=s, M=m, T=t), "clinical", 4.0, f"en-clin-{i}"))
         for tpl in _PHARMACY_EN:
             raw.append(("seed_en_pharmacy", tpl.format(M=m), "pharmacy", 4.0, f"en-pharm-{i}"))

@@ -41,18 +41,18 @@ import numpy as np
 
 from medcorpus.classify import labelled as labelled_mod
 from medcorpus.classify import rater as rater_mod
-from medcorpus.core.config import REPO_ROOT, load_config
 from medcorpus.classify.degrade import DEGRADATIONS, degrade, eligible
 from medcorpus.classify.textmodel import (
     GENERAL,
     MEDICAL,
-    Featurizer,
     FeatureSpec,
+    Featurizer,
     TrainParams,
     save_artifact,
     script_of,
     train_domain,
 )
+from medcorpus.core.config import REPO_ROOT, load_config
 
 log = logging.getLogger("medcorpus.classify.modelbuild")
 
@@ -125,7 +125,7 @@ def prf(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
             "n": int(len(y))}
 
 
-def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
     edges = np.linspace(0, 1, bins + 1)
     table = []
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -283,7 +283,7 @@ def build(shared: Path, out: Path, cap: int = 2000, only: str | None = None) -> 
                          max_iter=cfg.max_iter)
     rows = labelled_rows(shared, cap)
     data_version = f"shared_data:{labelled_mod.BUILDER_VERSION}:cap{cap}#{fingerprint([r.text for r in rows])}"
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     built_by = "make models (python -m medcorpus.classify.modelbuild build)"
     report: dict[str, Any] = {"training_data": data_version}
     if only in (None, "domain"):

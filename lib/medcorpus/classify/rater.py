@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from medcorpus.classify.fluency import CharLM
-from medcorpus.text.script import mostly_han
 from medcorpus.text.script import NOT_HAN_RUN as _NOT_HAN
+from medcorpus.text.script import mostly_han
 
 RATER_FEATURES = ("fluency", "fluency_tail", "cohesion", "lead", "order_breaks", "ends_cleanly", "end_prob",
                   "spam", "boilerplate", "noise", "repetition", "repetition3", "stuffing", "log_length")

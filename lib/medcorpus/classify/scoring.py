@@ -29,7 +29,7 @@ import importlib
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,20 +40,19 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from medcorpus.core.config import REPO_ROOT, ClassifyConfig
-from medcorpus.core.errors import ConfigError
+from medcorpus.classify.rater import QualityRater
 from medcorpus.classify.textmodel import (
     DOMAIN_KIND,
     GENERAL,
     MEDICAL,
     RATER_KIND,
     DomainModel,
-    Featurizer,
     FeatureSpec,
-    ModelError,
+    Featurizer,
     load_artifact,
 )
-from medcorpus.classify.rater import QualityRater
+from medcorpus.core.config import REPO_ROOT, ClassifyConfig
+from medcorpus.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,8 @@ def backend_class(name: str) -> type[ScoringBackend]:
 @register_backend("hashed_linear")
 class HashedLinearBackend(ScoringBackend):
     """The default: hashed n-grams + medical vocabulary into a calibrated linear domain model
-    (:mod:`medcorpus.classify.textmodel`), and the quality rater on topic-free quality signals (:mod:`medcorpus.classify.rater`)."""
+    (:mod:`medcorpus.classify.textmodel`), and the quality rater on topic-free quality signals
+    (:mod:`medcorpus.classify.rater`)."""
 
     def __init__(self, domain: DomainModel, rater: QualityRater):
         self.domain = domain
@@ -225,7 +225,11 @@ DIAGNOSTIC_FIELDS = [
 
 
 def _score_arrays(model: ScoringBackend, texts: list[str], batch_rows: int) -> dict[str, pa.Array]:
-    p_med, probs, top, top_p, quality = [], [], [], [], []
+    p_med: list[np.ndarray] = []
+    quality: list[np.ndarray] = []
+    probs: list[list[tuple[str, float]]] = []
+    top: list[str | None] = []
+    top_p: list[float] = []
     for start in range(0, len(texts), max(1, batch_rows)):
         s = model.score(texts[start: start + batch_rows])
         p_med.append(np.asarray(s.p_medical, dtype=np.float64))
@@ -240,7 +244,10 @@ def _score_arrays(model: ScoringBackend, texts: list[str], batch_rows: int) -> d
             else:
                 top.append(None)
                 top_p.append(0.0)
-    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
+
+    def cat(xs: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(xs) if xs else np.zeros(0)
+
     return {
         "p_medical": pa.array(np.round(cat(p_med), 6), pa.float64()),
         "subdomain_probs": pa.array(probs, pa.map_(pa.string(), pa.float64())),
@@ -263,10 +270,10 @@ def score_documents(df: DataFrame, prepared: PreparedModel, cfg: ClassifyConfig,
     batch_rows = cfg.batch_rows
     loads_acc, batches_acc = accumulators if accumulators else (None, None)
 
-    def _score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def _score(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             model, new_loads, loads, batch_no = _start_batch(prepared_bc)
-            if loads_acc is not None:
+            if loads_acc is not None and batches_acc is not None:
                 loads_acc.add(new_loads)
                 batches_acc.add(1)
             texts = [t or "" for t in batch.column("text").to_pylist()]

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from medcorpus.classify.rater import RATER_FEATURES, QualityRater
 from medcorpus.core.errors import MedcorpusError
 from medcorpus.text.script import HAN_RUN as _HAN_RUN
-from medcorpus.classify.rater import RATER_FEATURES, QualityRater
 
 FEATURE_VERSION = "hngram-v2"
 RATER_VERSION = "qrater-v1"
@@ -345,7 +345,7 @@ def save_artifact(model: DomainModel | QualityRater, out_dir: str | Path, meta: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
     (out / "model.npz").write_bytes(buf.getvalue())
     if isinstance(model, DomainModel):
         version, features = model.spec.version, model.spec.as_dict()

@@ -26,6 +26,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from medcorpus.classify import labelled as labelled_mod
+from medcorpus.classify import rater as rater_mod
 from medcorpus.classify.scoring import (
     DOMAIN_ROUNDS,
     SCORE_ROUNDS,
@@ -37,25 +38,24 @@ from medcorpus.classify.scoring import (
     text_fingerprint,
     with_split,
 )
-from medcorpus.core.config import ClassifyConfig
-from medcorpus.core.errors import InputError
-from medcorpus.core.runlog import StageReport, write_report
 from medcorpus.classify.textmodel import (
     GENERAL,
     MEDICAL,
+    RATER_KIND,
     SUBDOMAINS,
     Featurizer,
     ModelError,
     TrainParams,
     classification_metrics,
-    regression_metrics,
     load_artifact,
+    regression_metrics,
     save_artifact,
     script_of,
     train_domain,
 )
-from medcorpus.classify import rater as rater_mod
-from medcorpus.classify.textmodel import RATER_KIND
+from medcorpus.core.config import ClassifyConfig
+from medcorpus.core.errors import InputError
+from medcorpus.core.runlog import StageReport, write_report
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,9 @@ def read_labelled(ctx: Any, source: str) -> tuple[DataFrame, str]:
         return df, f"{ctx.warehouse.path(source)}@v{ctx.warehouse.version(source)}"
     if DeltaTable.isDeltaTable(ctx.spark, source if "://" in source else str(Path(source).resolve())):
         path = source if "://" in source else str(Path(source).resolve())
-        version = DeltaTable.forPath(ctx.spark, path).history(1).select("version").first()[0]
+        last = DeltaTable.forPath(ctx.spark, path).history(1).select("version").first()
+        assert last is not None  # a Delta table has at least version 0
+        version = last[0]
         return ctx.spark.read.format("delta").load(path), f"{path}@v{version}"
     local = Path(source)
     if "://" not in source and not local.exists():
@@ -245,7 +247,7 @@ def _training_meta(data_version: str, train: pd.DataFrame, validation: pd.DataFr
         "metrics": metrics,
         "params": {k: getattr(cfg, k) for k in ("c_domain", "c_subdomain", "ridge_alpha", "max_iter",
                                                 "medical_threshold", "validation_percent", "split_salt")},
-        "trained_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "trained_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 

@@ -94,7 +94,8 @@ class FilterConfig(_Section):
     en_min_words: int = Field(12, ge=0, description="Fewer words than this removes an en doc.")
     en_max_words: int = Field(1_000_000, ge=1, description="More words than this removes an en doc.")
     max_mojibake_ratio: float = Field(
-        0.01, ge=0, le=1, description="Share of characters that are U+FFFD, private-use or typical mojibake (锟斤拷, Ã©, â€) above which a doc goes."
+        0.01, ge=0, le=1, description="Share of characters that are U+FFFD, private-use or typical mojibake "
+            "(锟斤拷, Ã©, â€) above which a doc goes."
     )
     max_special_char_ratio: float = Field(
         0.10, ge=0, le=1,
@@ -108,7 +109,8 @@ class FilterConfig(_Section):
     zh_min_mean_line_chars: float = Field(4.0, ge=0, description="Mean characters per non-empty line below which a zh doc goes.")
     en_min_mean_line_words: float = Field(3.0, ge=0, description="Mean words per non-empty line below which an en doc goes.")
     min_end_punct_frac: float = Field(
-        0.10, ge=0, le=1, description="Share of non-empty lines ending in terminal punctuation (。！？.!?;… quotes/brackets) below which a doc goes."
+        0.10, ge=0, le=1, description="Share of non-empty lines ending in terminal punctuation (。！？.!?;… "
+            "quotes/brackets) below which a doc goes."
     )
     zh_max_mean_line_chars_for_end_punct: float = Field(
         20.0,
@@ -118,12 +120,16 @@ class FilterConfig(_Section):
     en_max_mean_line_words_for_end_punct: float = Field(
         10.0, description="... and only to en docs whose mean line has fewer words than this."
     )
-    max_dup_line_frac: float = Field(0.30, ge=0, le=1, description="Gopher: share of non-empty lines that repeat an earlier line.")
+    max_dup_line_frac: float = Field(0.30, ge=0, le=1, description="Gopher: share of non-empty lines that "
+        "repeat an earlier line.")
     max_dup_line_char_frac: float = Field(
-        0.30, ge=0, le=1, description="Share of line characters in repeated lines (Gopher 0.20; COVID dialogues repeat the question once)."
+        0.30, ge=0, le=1, description="Share of line characters in repeated lines (Gopher 0.20; COVID dialogues "
+            "repeat the question once)."
     )
-    max_dup_para_frac: float = Field(0.30, ge=0, le=1, description="Gopher: share of paragraphs (blank-line separated) that repeat an earlier one.")
-    min_lines_for_dup_rules: int = Field(3, ge=0, description="Line/paragraph repetition applies to docs with at least this many lines/paragraphs.")
+    max_dup_para_frac: float = Field(0.30, ge=0, le=1, description="Gopher: share of paragraphs (blank-line "
+        "separated) that repeat an earlier one.")
+    min_lines_for_dup_rules: int = Field(3, ge=0, description="Line/paragraph repetition applies to docs with "
+        "at least this many lines/paragraphs.")
     min_dup_unit_chars: int = Field(
         20, description="Lines/paragraphs shorter than this (speaker labels, section markers) are left out of repetition."
     )
@@ -137,7 +143,8 @@ class FilterConfig(_Section):
     zh_chars_per_ngram_unit: int = Field(
         2, description="Chinese n-grams are over characters; one English word counts as this many characters (n=2 -> 4 chars)."
     )
-    en_min_words_for_ngram_rules: int = Field(100, description="Top/duplicated n-gram rules apply to en docs of at least this many words.")
+    en_min_words_for_ngram_rules: int = Field(100, description="Top/duplicated n-gram rules apply to en docs of "
+        "at least this many words.")
     zh_min_chars_for_ngram_rules: int = Field(200, description="... and to zh/other docs of at least this many characters.")
     max_repetition_tokens: int = Field(
         20_000, ge=1, description="N-gram repetition is measured on the first this-many tokens (words/characters) of a doc."
@@ -263,7 +270,8 @@ class DedupConfig(_Section):
     it links two documents, which restores precision.
     """
 
-    threshold: float = Field(0.7, gt=0, le=1, description="Jaccard of shingle sets at or above which two documents are near duplicates.")
+    threshold: float = Field(0.7, gt=0, le=1, description="Jaccard of shingle sets at or above which two "
+        "documents are near duplicates.")
     num_perm: int = Field(256, ge=16, description="MinHash permutations (signature length); verification uses all of them.")
     bands: int = Field(32, ge=1, description="LSH bands; bands x rows <= num_perm.")
     rows: int = Field(5, ge=1, description="Rows (signature positions) per band.")
@@ -297,8 +305,9 @@ class DedupConfig(_Section):
         "documents still undecided after it are kept, never removed, and reported.",
     )
     max_bucket_size: int = Field(
-        100, ge=2, description="LSH buckets larger than this (boilerplate skew) are compared by sorted neighbourhood: members sorted "
-        "by signature positions outside the band, each paired with the next max_bucket_size - 1 (linear, not quadratic); reported."
+        100, ge=2, description="LSH buckets larger than this (boilerplate skew) are compared by sorted "
+        "neighbourhood: members sorted by signature positions outside the band, each paired with the next "
+        "max_bucket_size - 1 (linear, not quadratic); reported."
     )
     max_split_rounds: int = Field(
         3, ge=1, description="Rounds that re-cluster members whose estimated Jaccard to their cluster keeper is below threshold "
@@ -661,7 +670,8 @@ def write_default_yaml(path: Path = DEFAULT_CONFIG_PATH) -> None:
     """Regenerate configs/default.yaml from the typed defaults (``python -m medcorpus.core.config``)."""
     data = Config().model_dump(mode="json", by_alias=True, exclude={"run_id"})
     header = "# medcorpus defaults: every threshold of every stage. Override with --config FILE or --set key=value.\n"
-    header += "# Generated from lib/medcorpus/core/config.py by `python -m medcorpus.core.config`; edit the classes, not this file.\n"
+    header += ("# Generated from lib/medcorpus/core/config.py by `python -m medcorpus.core.config`; "
+               "edit the classes, not this file.\n")
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 

@@ -31,7 +31,7 @@ class StageReport:
     rows_quarantined: int = 0
     rows_removed: int = 0
     removed_by_reason: dict[str, int] = field(default_factory=dict)
-    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     seconds: float = 0.0
     table_version: int | None = None
     note: str | None = None

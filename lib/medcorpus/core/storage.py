@@ -214,7 +214,7 @@ class WarehouseLock:
         fh.truncate()
         import datetime as dt
 
-        fh.write(f"medcorpus pid {os.getpid()} since {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
+        fh.write(f"medcorpus pid {os.getpid()} since {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC\n")
         fh.flush()
         self._fh = fh
         return self

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ def _parse_type(ddl: str) -> DataType:
     return _parse_datatype_string(ddl)
 
 
-@lru_cache(maxsize=None)
+@cache
 def table_spec(name: str) -> TableSpec:
     path = schemas_dir() / f"{name}.json"
     if not path.exists():
@@ -183,7 +183,9 @@ class Warehouse:
         """True when the table has no data files (Delta's metadata, no scan)."""
         from delta.tables import DeltaTable
 
-        return DeltaTable.forPath(self.spark, self.path(name)).detail().select("numFiles").first()[0] == 0
+        detail = DeltaTable.forPath(self.spark, self.path(name)).detail().select("numFiles").first()
+        assert detail is not None  # detail() is one row
+        return bool(detail[0] == 0)
 
     def mark_run(self, name: str, stage: str) -> None:
         self._commit_metadata(stage)

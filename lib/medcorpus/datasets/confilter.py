@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -164,7 +164,7 @@ def score_dialogues(df: DataFrame, counts_broadcast: Any, order: int, cache_weig
     schema = StructType([StructField("sample_id", StringType(), False), StructField("confilter", DoubleType(), True)])
     key = uuid.uuid4().hex  # names this model in the per-worker cache (workers are reused across tasks)
 
-    def _score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def _score(batches: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         lm = _MODEL_CACHE.get(key)
         if lm is None:  # built once per Python worker from the broadcast counts
             lm = _MODEL_CACHE[key] = CharNgramLM(counts_broadcast.value, order, cache_weight)

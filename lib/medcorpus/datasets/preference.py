@@ -15,8 +15,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from medcorpus.core.config import NormalizeConfig
-from medcorpus.text.normalize import token_estimate
 from medcorpus.readers.formats import MC_ANSWER
+from medcorpus.text.normalize import token_estimate
 
 
 def prompt_text() -> Column:

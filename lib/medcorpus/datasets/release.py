@@ -146,7 +146,7 @@ def run_release(ctx: Any, name: str) -> StageReport:
         tokens.update(k)
     record = {
         "release": name,
-        "created_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0),
+        "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0),
         "run_id": ctx.run_id,
         "config_hash": ctx.config.hash(),
         "code_version": code_version(),
@@ -207,7 +207,6 @@ def _shard_name(i: int, n: int, fmt: str) -> str:
 def _write_shards(df: DataFrame, n_rows: int, folder: Path, fmt: str, per_shard: int) -> list[dict[str, Any]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
-
     from pyspark.sql.pandas.types import to_arrow_schema
 
     folder.mkdir(parents=True, exist_ok=True)

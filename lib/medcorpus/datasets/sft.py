@@ -27,8 +27,10 @@ SFT_TYPES = ("single_turn", "multi_turn", "multiple_choice")
 DEITA_TYPES = ("single_turn", "multi_turn")  # exam items are kept on their ground truth, not on Deita
 
 _ASK = r"[?？]|请问|如何|怎么|为什么|是否|哪些|什么|\b(how|why|what|which|should|can|could|explain|describe)\b"
-_STRUCTURE = r"(^|\n)\s*(\d+[.、)]|[①-⑩]|[-*•]|第[一二三四五六七八九十]+)|\n\n|首先|其次|此外|另外|Firstly|First,|Second|In addition"
-_BOILERPLATE = r"感谢您的(咨询|提问|信任)|希望(我的(解释|回答))?对(你|您)有(所)?帮助|祝您?早日康复|[Hh]ope (this|it) helps|[Tt]hanks? for (your|the) (query|question)"
+_STRUCTURE = (r"(^|\n)\s*(\d+[.、)]|[①-⑩]|[-*•]|第[一二三四五六七八九十]+)|\n\n|首先|其次|此外|另外"
+              r"|Firstly|First,|Second|In addition")
+_BOILERPLATE = (r"感谢您的(咨询|提问|信任)|希望(我的(解释|回答))?对(你|您)有(所)?帮助|祝您?早日康复"
+                r"|[Hh]ope (this|it) helps|[Tt]hanks? for (your|the) (query|question)")
 
 
 def _role_texts(role: str) -> Column:
@@ -111,7 +113,8 @@ def first_of_duplicates(df: DataFrame) -> Column:
 
 
 def with_reject_reason(df: DataFrame, cfg: DatasetsConfig) -> DataFrame:
-    """``reject_reason``: empty_turn | roles_not_alternating | duplicate | low_deita | confilter_low | confilter_high | null (keep).
+    """``reject_reason``: empty_turn | roles_not_alternating | duplicate | low_deita | confilter_low | confilter_high
+    | null (keep).
 
     Expects ``confilter`` (null where not computed). The first failing rule names the row.
     """

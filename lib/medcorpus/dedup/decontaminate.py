@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +30,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 from medcorpus.core.config import REPO_ROOT, DecontaminateConfig
+from medcorpus.core.errors import InputError
 from medcorpus.text.ngrams import WORD as _WORD
 from medcorpus.text.ngrams import char_ngram_hashes, word_ngram_hashes
 from medcorpus.text.script import HAN as _HAN
-from medcorpus.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def matchable_text(question: str, row: dict, cfg: DecontaminateConfig) -> str:
         long_enough = len(_WORD.findall(question)) >= cfg.en_ngram_words + 4
     if long_enough:
         return question
-    options = []
+    options: list[str] = []
     for key in cfg.option_fields:
         value = row.get(key)
         if value is None or str(value) in ("", "nan"):
@@ -237,7 +237,7 @@ def load_index(spark: SparkSession, cfg: DecontaminateConfig) -> BenchmarkIndex:
 _MATCH_SCHEMA = StructType([StructField("item_id", StringType(), False), StructField("gram", LongType(), False)])
 
 
-def _match_batches(batches: Iterator[pa.RecordBatch], grams: np.ndarray, cfg: DecontaminateConfig) -> Iterator[pa.RecordBatch]:
+def _match_batches(batches: Iterable[pa.RecordBatch], grams: np.ndarray, cfg: DecontaminateConfig) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         ids, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
         out_ids: list[str] = []

@@ -7,8 +7,8 @@ Pipeline of pure DataFrame transforms, called by the dedup stage (:mod:`medcorpu
 3. ``with_signatures``: MinHash signatures in one ``mapInArrow`` pass that carries the other columns
    through (no join back). Shingles are character n-grams for Chinese (a whitespace split would turn a
    Chinese paragraph into one token) and word n-grams otherwise, hashed with a 64-bit polynomial rolling
-   hash (:mod:`medcorpus.text.ngrams`), then ``num_perm`` multiply-shift permutations seeded by ``seed``, both in compiled loops (numba;
-   the numpy fallbacks give the same bits): the same text gives the same signature on every run and every
+   hash (:mod:`medcorpus.text.ngrams`), then ``num_perm`` multiply-shift permutations seeded by ``seed``, both in
+   compiled loops (numba; the numpy fallbacks give the same bits): the same text gives the same signature on every run and every
    machine.
 4. ``triaged_pairs``: the same Arrow pass also computes each band's bucket key (a splitmix64 chain over the
    band's positions), its sort key and a 4-bit (b-bit MinHash) triage sketch. Band rows are exploded,
@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -129,7 +129,7 @@ try:  # a compiled loop: no (shingles x num_perm) temporaries, no sort; same ari
         return sig
 
 except ImportError:  # pragma: no cover - numba is a dependency; the numpy path gives the same signatures
-    _minhash_kernel = None
+    _minhash_kernel = None  # type: ignore[assignment]
 
 
 def _intersection_sizes_numpy(xv, xo, yv, yo):  # type: ignore[no-untyped-def]
@@ -277,7 +277,7 @@ _COUNT_FIELD = pa.field("shingle_count", pa.int64(), False)
 
 
 def _signature_batches(
-    batches: Iterator[pa.RecordBatch], cfg: DedupConfig, passthrough: list[str], lsh: bool = False
+    batches: Iterable[pa.RecordBatch], cfg: DedupConfig, passthrough: list[str], lsh: bool = False
 ) -> Iterator[pa.RecordBatch]:
     """Arrow batches of (passthrough..., text, lang) -> (passthrough..., signature, shingle_count[, lsh_buckets,
     lsh_orders, sketch])."""
@@ -340,7 +340,7 @@ def lsh_matrices(sigs: np.ndarray, cfg: DedupConfig) -> list[np.ndarray]:
     return [band_hashes(sigs, cfg.bands, cfg.rows), band_orders(sigs, cfg.bands, cfg.rows), packed_sketches(sigs)]
 
 
-def _lsh_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, passthrough: list[str]) -> Iterator[pa.RecordBatch]:
+def _lsh_batches(batches: Iterable[pa.RecordBatch], cfg: DedupConfig, passthrough: list[str]) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         sigs = _fixed_width_rows(batch.column("signature"), cfg.num_perm, "signature").view(np.uint32)
         yield pa.RecordBatch.from_arrays(
@@ -452,7 +452,7 @@ def _ordered_pairs(ids: pa.Array, i: np.ndarray, j: np.ndarray, sim: np.ndarray)
     )
 
 
-def _bucket_scan_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, floor: float) -> Iterator[pa.RecordBatch]:
+def _bucket_scan_batches(batches: Iterable[pa.RecordBatch], cfg: DedupConfig, floor: float) -> Iterator[pa.RecordBatch]:
     """Rows sorted by (bucket, band, order) -> (a, b, estimate) of the pairs whose sketch estimate >= floor.
 
     A bucket may continue in the next Arrow batch: the last window - 1 rows of the batch's final bucket are
@@ -523,7 +523,7 @@ _SHINGLE_SET_SCHEMA = StructType(
 )
 
 
-def _shingle_set_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig) -> Iterator[pa.RecordBatch]:
+def _shingle_set_batches(batches: Iterable[pa.RecordBatch], cfg: DedupConfig) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         texts = batch.column("text").to_pylist()
         langs = batch.column("lang").to_pylist()
@@ -567,7 +567,7 @@ def _list_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return arr.values.to_numpy(zero_copy_only=False).view(np.uint32), arr.offsets.to_numpy().astype(np.int64)
 
 
-def _exact_jaccard_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _exact_jaccard_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         xv, xo = _list_parts(batch.column("x"))
         yv, yo = _list_parts(batch.column("y"))
@@ -627,7 +627,8 @@ def connected_components(edges: DataFrame, max_iterations: int = 60) -> DataFram
 
     Alternating large-star / small-star: each step is a groupBy plus a join over the edge list, so the
     work is spread over all partitions; O(log^2 n) rounds. Converged when the graph is a set of stars
-    (no edge's parent is itself a child). Every node with an edge is returned, roots included (root = node); isolated nodes are not.
+    (no edge's parent is itself a child). Every node with an edge is returned, roots included (root = node);
+    isolated nodes are not.
     """
     e = edges.select(F.greatest("a", "b").alias("u"), F.least("a", "b").alias("v")).filter(F.col("u") != F.col("v"))
     e = e.distinct()

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
@@ -405,6 +404,10 @@ def score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
     own so Spark computes each once per row.
     """
     text, lang = F.col("text"), F.col("lang")
+
+    def long_unit(x: Column) -> Column:
+        return F.char_length(F.trim(x)) >= cfg.min_dup_unit_chars
+
     staged = (
         df.withColumn("_f_lines", lines_of(text))
         .withColumn("_f_nonspace", nonspace_chars(text))
@@ -414,8 +417,8 @@ def score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
         .withColumn("_f_rep_text", without_span(text, F.col("_f_rep.quote_start"), F.col("_f_rep.quote_end")))
         # repetition counts only lines/paragraphs long enough to carry content: speaker labels
         # ("医生:", "Patient:") and section markers ("<目录>第三卷") repeat in clean dialogues and books
-        .withColumn("_f_long_lines", F.filter(lines_of(F.col("_f_rep_text")), lambda x: F.char_length(F.trim(x)) >= cfg.min_dup_unit_chars))
-        .withColumn("_f_paras", F.filter(paragraphs_of(F.col("_f_rep_text")), lambda x: F.char_length(F.trim(x)) >= cfg.min_dup_unit_chars))
+        .withColumn("_f_long_lines", F.filter(lines_of(F.col("_f_rep_text")), long_unit))
+        .withColumn("_f_paras", F.filter(paragraphs_of(F.col("_f_rep_text")), long_unit))
     )
     lines, paras, nonspace = F.col("_f_lines"), F.col("_f_paras"), F.col("_f_nonspace")
     n_lines = F.size(lines)
@@ -442,7 +445,8 @@ def score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
     pairs: list[Column] = []
     for name in signal_names(cfg):
         pairs += [F.lit(name), F.round(sig[name].cast("double"), 6)]
-    return staged.withColumn("signals", F.create_map(*pairs)).drop("_f_lines", "_f_long_lines", "_f_paras", "_f_rep", "_f_rep_text", "_f_nonspace", "_f_lex_text")
+    return staged.withColumn("signals", F.create_map(*pairs)).drop(
+        "_f_lines", "_f_long_lines", "_f_paras", "_f_rep", "_f_rep_text", "_f_nonspace", "_f_lex_text")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """A small OpenAI-compatible chat-completions client, safe to use from Spark executors.
 
 Standard library only (``http.client``), so nothing extra has to be installed on the workers. One
-:class:`ChatClient` per partition; the worker runs a bounded thread pool over the
-partition's requests (see :mod:`medcorpus.llm.worker`). Each request is retried on 429, 5xx, timeouts and connection errors with exponential
-backoff and jitter (seeded per item and attempt, so a rerun sleeps the same), and a ``Retry-After`` header
-is honoured. An item that keeps failing returns a :class:`ChatResult` with ``ok=False`` — it never raises.
+:class:`ChatClient` per partition; the worker runs a bounded thread pool over the partition's requests (see
+:mod:`medcorpus.llm.worker`). Each request is retried on 429, 5xx, timeouts and connection errors with
+exponential backoff and jitter (seeded per item and attempt, so a rerun sleeps the same), and a
+``Retry-After`` header is honoured. An item that keeps failing returns a :class:`ChatResult` with
+``ok=False`` — it never raises.
 
 The API key lives only in :class:`Secret`, whose ``repr``/``str`` hide it, and in the Authorization header.
 """
@@ -16,7 +17,6 @@ import http.client
 import json
 import logging
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -232,7 +232,7 @@ class ChatClient:
             retry_after = parse_retry_after(response.getheader("Retry-After"))
             if response.getheader("Connection", "").lower() == "close":
                 self._drop_connection()
-        except (TimeoutError, socket.timeout) as err:
+        except TimeoutError as err:
             self._drop_connection()
             raise _Retryable("timeout", f"no reply within {self.settings.request_timeout_s}s") from err
         except (ConnectionError, http.client.HTTPException, OSError) as err:

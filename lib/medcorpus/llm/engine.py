@@ -100,7 +100,11 @@ class Answers:
 
 
 # Test hook: called after each chunk is committed (a test makes it raise to simulate a crash).
-after_chunk_committed: Callable[[int], None] = lambda chunk: None
+def _no_hook(chunk: int) -> None:
+    return None
+
+
+after_chunk_committed: Callable[[int], None] = _no_hook
 
 
 def answer(

@@ -51,11 +51,11 @@ def corpus_chrf(pairs: Iterable[tuple[str, str]], max_n: int = 6, beta: float = 
     effective = [(m / h, m / r) for m, h, r in totals if h and r]
     if not effective:
         return 0.0
-    p = sum(x for x, _ in effective) / len(effective)
-    r = sum(y for _, y in effective) / len(effective)
-    if p + r == 0:
+    precision = sum(x for x, _ in effective) / len(effective)
+    recall = sum(y for _, y in effective) / len(effective)
+    if precision + recall == 0:
         return 0.0
-    return 100 * (1 + beta**2) * p * r / (beta**2 * p + r)
+    return 100 * (1 + beta**2) * precision * recall / (beta**2 * precision + recall)
 
 
 def chapter_pairs(root: Path) -> list[tuple[str, Path, Path]]:
@@ -108,7 +108,7 @@ def translate_chapter(client, template, text: str) -> tuple[str, int]:
         if not paragraph:
             continue
         answer = answer_item(client, template, f"p{i}", {"text": paragraph}, None, {})
-        if answer.ok:
+        if answer.ok and answer.parsed is not None:
             out.append(json.loads(answer.parsed)["translation"])
         else:
             failed += 1

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from medcorpus.core.config import REPO_ROOT, Config
-from medcorpus.text import pii
 from medcorpus.core.warehouse import TableSpec, all_table_names, table_spec
+from medcorpus.text import pii
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -43,6 +43,7 @@ RUN_LOG_VIEW = "medcorpus_run_log"
 # PII left in released text: the patterns of the one redaction policy (medcorpus.text.pii), for the types
 # it names in LEFTOVER_CHECK_TYPES.
 PII_PATTERNS: dict[str, str] = pii.patterns(pii.LEFTOVER_CHECK_TYPES)
+_PII_NAMES = ", ".join(PII_PATTERNS)
 
 LANG_VALUES = ["zh", "en", "other"]
 PROBABILITY_COLUMNS = re.compile(r"(^|_)(prob|probability|confidence|similarity|overlap)$|^p_|^sample_key$")
@@ -133,8 +134,8 @@ def gx_column_list(spec: TableSpec) -> list[str]:
 def base_expectations(spec: TableSpec) -> list[dict[str, Any]]:
     """Columns, types, non-null, unique key, and the column-name rules, for any registered table."""
     exps = [_exp("expect_table_columns_to_match_ordered_list", column_list=gx_column_list(spec),
-                 note="Columns and their order as in schemas/%s.json (struct fields listed as GX "
-                      "lists them, parent.child after the parent)." % spec.name)]
+                 note=f"Columns and their order as in schemas/{spec.name}.json (struct fields listed as GX "
+                      "lists them, parent.child after the parent).")]
     for f in spec.fields:
         exps.append(_exp("expect_column_values_to_be_of_type", column=f["name"], type_=_type_class(f["type"])))
     for f in spec.fields:
@@ -178,7 +179,7 @@ def _column_rules(spec: TableSpec) -> list[dict[str, Any]]:
 def _pii_expectation(column: str = "text", severity: str = CRITICAL) -> dict[str, Any]:
     return _exp("expect_column_values_to_not_match_regex_list", severity=severity, column=column,
                 regex_list=list(PII_PATTERNS.values()),
-                note="No PII left in released text (%s, as redacted by the filter stage)." % ", ".join(PII_PATTERNS))
+                note=f"No PII left in released text ({_PII_NAMES}, as redacted by the filter stage).")
 
 
 def _pii_query(id_col: str, text_expr: str, where: str = "TRUE") -> str:
@@ -293,10 +294,10 @@ SPECIFIC: dict[str, list[dict[str, Any]]] = {
              note="Token shares per component and language within datasets.mixtures.<name>.tolerance."),
         _exp("unexpected_rows_expectation", unexpected_rows_query=_pii_query(
             "mixture, item_id, component", "text", "component <> 'sft'"),
-            note="No PII pattern left in document text (%s)." % ", ".join(PII_PATTERNS)),
+            note=f"No PII pattern left in document text ({_PII_NAMES})."),
         _exp("unexpected_rows_expectation", unexpected_rows_query=_pii_query(
             "mixture, item_id, component", "text", "component = 'sft'"),
-            note="No PII pattern left in SFT text (%s, redacted by the sft stage)." % ", ".join(PII_PATTERNS)),
+            note=f"No PII pattern left in SFT text ({_PII_NAMES}, redacted by the sft stage)."),
     ],
     "sft": [
         _exp("expect_column_values_to_be_in_set", column="language", value_set=["zh", "en"]),
@@ -309,7 +310,7 @@ SPECIFIC: dict[str, list[dict[str, Any]]] = {
              note="Exact-duplicate samples."),
         _exp("unexpected_rows_expectation", unexpected_rows_query=_pii_query(
             "sample_id", "array_join(transform(messages, m -> m.content), '\\n')"),
-            note="No PII pattern left in SFT messages (%s, redacted by the sft stage)." % ", ".join(PII_PATTERNS)),
+            note=f"No PII pattern left in SFT messages ({_PII_NAMES}, redacted by the sft stage)."),
     ],
     "preference": [
         _exp("expect_column_values_to_be_in_set", column="kind", value_set=["objective", "subjective"]),
@@ -322,8 +323,7 @@ SPECIFIC: dict[str, list[dict[str, Any]]] = {
             note="chosen != rejected."),
         _exp("unexpected_rows_expectation", unexpected_rows_query=_pii_query(
             "pair_id", "concat_ws('\\n', prompt, chosen, rejected)"),
-            note="No PII pattern left in preference text (%s, redacted by the preference stage)."
-                 % ", ".join(PII_PATTERNS)),
+            note=f"No PII pattern left in preference text ({_PII_NAMES}, redacted by the preference stage)."),
     ],
     "judged_preferences": [
         _exp("unexpected_rows_expectation", unexpected_rows_query=_query(

@@ -29,9 +29,9 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from medcorpus.quality import expectations as exp_mod
 from medcorpus.core.errors import TableMissingError, ValidationFailed
 from medcorpus.core.warehouse import table_spec
+from medcorpus.quality import expectations as exp_mod
 
 if TYPE_CHECKING:
     from medcorpus.core.context import RunContext
@@ -375,7 +375,7 @@ def _docs_path(context: Any, identifier: Any, base: Path) -> str | None:
 
 def record_outcome(ctx: RunContext, outcome: ValidationOutcome, stage: str | None) -> None:
     """One ``validation_results`` row per expectation (merge on validation_id + expectation_key)."""
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rows = [
         (
             outcome.validation_id,
@@ -409,6 +409,7 @@ def record_outcome(ctx: RunContext, outcome: ValidationOutcome, stage: str | Non
 def delta_versions(ctx: RunContext, tables: list[str]) -> dict[str, int | None]:
     """Latest commit version per table from a listing of its ``_delta_log`` (no Spark job)."""
     jvm = ctx.spark._jvm  # type: ignore[attr-defined]
+    assert jvm is not None  # a live session has its JVM view
     conf = ctx.spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     out: dict[str, int | None] = {}
     for table in tables:

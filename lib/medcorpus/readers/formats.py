@@ -496,7 +496,8 @@ def read_scored_jsonl(source: str, path: Path, **_: Any) -> Iterator[Record]:
         if err is not None or not isinstance(responses, list) or not responses or not obj.get("prompt"):
             yield err or error_record(source, str(path), i, "missing_fields", json.dumps(obj, ensure_ascii=False))
             continue
-        scored = [{"content": _clean(r.get("content")), "score": float(r.get("score", 0.0))} for r in responses]
+        scored: list[dict[str, Any]] = [{"content": _clean(r.get("content")), "score": float(r.get("score", 0.0))}
+                                        for r in responses]
         best = max(scored, key=lambda r: r["score"])  # first of the best on ties: deterministic
         yield make_record(source, str(path), i, str(obj.get("id", i)), type="single_turn",
                           department=obj.get("department"), responses=scored,

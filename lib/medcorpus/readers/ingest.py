@@ -23,8 +23,8 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from medcorpus.core.config import Config
 from medcorpus.core.errors import InputError
-from medcorpus.text.pii import Policy, redact_json_string, redact_text
 from medcorpus.readers.sources import FORMATS, ReaderLimits, Record, detect_format, is_hidden, read_file
+from medcorpus.text.pii import Policy, redact_json_string, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ def list_source_files(
     """Every data file under ``source`` (a file or a folder, recursively), sorted by URI."""
     if forced_format is not None and forced_format not in FORMATS:
         raise InputError(f"unknown --format {forced_format!r}; choose one of {', '.join(FORMATS)}")
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None  # a live SparkContext has its JVM view
     hconf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     path = jvm.org.apache.hadoop.fs.Path(source)
     fs = path.getFileSystem(hconf)
@@ -292,7 +293,8 @@ def quarantine_of(records: DataFrame, stage: str, run_id: str) -> DataFrame:
         .withColumn(
             "quarantine_id",
             F.substring(
-                F.sha2(F.concat_ws("#", F.lit(stage), F.col("source_file"), F.col("position").cast("string"), F.col("reason")), 256),
+                F.sha2(F.concat_ws("#", F.lit(stage), F.col("source_file"), F.col("position").cast("string"),
+                                   F.col("reason")), 256),
                 1,
                 32,
             ),

@@ -361,7 +361,7 @@ class _LineSource:
 def read_jsonl(uri: str, limits: ReaderLimits) -> Iterator[Record]:
     with open_binary(uri, limits) as raw_stream:
         inner = maybe_gunzip(raw_stream, uri)
-        stream = inner if isinstance(inner, io.BufferedReader) else io.BufferedReader(inner, buffer_size=1 << 20)  # type: ignore[arg-type]
+        stream = inner if isinstance(inner, io.BufferedReader) else io.BufferedReader(inner, buffer_size=1 << 20)  # type: ignore[arg-type,type-var]
         line_no = 0
         encoding: str | None = None
         seen_any = False
@@ -459,7 +459,8 @@ def record_from_mapping(obj: dict[str, Any], position: int, encoding: str, limit
 def finish_text_record(text: str, position: int, encoding: str, limits: ReaderLimits, **fields: str | None) -> Record:
     """Apply the per-record checks every format shares: empty, too large, binary."""
     if not text.strip():
-        return Record(QUARANTINE, position, reason="empty_text", detail="text is empty or whitespace", encoding=encoding, **fields)
+        return Record(QUARANTINE, position, reason="empty_text", detail="text is empty or whitespace", encoding=encoding,
+                      **fields)
     size = len(text.encode("utf-8", errors="replace"))
     if size > limits.max_record_bytes:
         return Record(QUARANTINE, position, reason="too_large",
@@ -662,7 +663,8 @@ def read_warc(uri: str, limits: ReaderLimits) -> Iterator[Record]:
                     continue
                 title = None
                 ctype = (record.http_headers.get_header("Content-Type") if record.http_headers else None) or ""
-                if rtype == "response" and ("html" in ctype.lower() or text.lstrip()[:200].lower().startswith(("<!doctype", "<html"))):
+                if rtype == "response" and (
+                        "html" in ctype.lower() or text.lstrip()[:200].lower().startswith(("<!doctype", "<html"))):
                     text, title = html_to_text(text)
                 yield finish_text_record(text, position, used, limits, record_key=key, url=url, title=title)
         except Exception as err:  # noqa: BLE001 - warcio raises many types (even AttributeError) on a cut archive

@@ -13,8 +13,8 @@ from pyspark.sql import functions as F
 from medcorpus.core.stage import QUARANTINED, Ledger, Stage, is_kept, is_quarantined, tag, untagged
 from medcorpus.datasets import confilter as cf_mod
 from medcorpus.datasets import sft as sft_mod
-from medcorpus.datasets.decontamination import contaminated_ids, flag_contaminated
 from medcorpus.datasets.candidates import generated_candidates, quarantine_rows, redact_sft
+from medcorpus.datasets.decontamination import contaminated_ids, flag_contaminated
 from medcorpus.readers.formats import import_sources
 
 log = logging.getLogger(__name__)

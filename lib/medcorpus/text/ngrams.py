@@ -94,7 +94,7 @@ try:  # a compiled loop: same arithmetic, same bits, no temporaries
         return out
 
 except ImportError:  # pragma: no cover - numba is a dependency; the numpy path gives the same hashes
-    _span_kernel = None
+    _span_kernel = None  # type: ignore[assignment]
 
 
 def span_hashes(cps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from pyspark.sql import Column, DataFrame
@@ -149,7 +149,7 @@ _ANY_DIGIT = re.compile("[0-9０-９]")
 _NEEDS = {"URL_CREDENTIALS": "://", "EMAIL": "@"}  # every other type needs a digit
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled(pii_type: str) -> re.Pattern[str]:
     return re.compile(PII_PATTERNS[pii_type], re.ASCII)
 

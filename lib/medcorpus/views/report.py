@@ -381,7 +381,7 @@ window.addEventListener('load', function () {
 
 
 def render_page(ctx: RunContext, run_id: str, sections: list[Section]) -> str:
-    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     body = []
     for sec in sections:
         anchor = sec.title.lower().split()[0]
