@@ -1,6 +1,7 @@
 """Fatal errors: each carries a one-line message that says what to do.
 
-Per-record problems are not errors: they become quarantine rows (see ``medcorpus.quarantine``).
+Per-record problems are not errors: they become rows of the ``quarantine`` table (schemas/quarantine.json),
+written by the stage that met them (ingest's readers, normalize, sft; see :class:`medcorpus.core.stage.Stage`).
 """
 
 

@@ -185,7 +185,8 @@ def token_estimate(text: Column, cfg: NormalizeConfig) -> Column:
 
 
 def normalize_documents(raw: DataFrame, cfg: NormalizeConfig, run_id: str, pii: Any = None) -> DataFrame:
-    """raw_documents rows -> documents rows (plus ``text`` possibly empty: see ``split_empty``).
+    """raw_documents rows -> documents rows; ``text`` may come out empty (:func:`is_empty_text`): the normalize
+    stage (:mod:`medcorpus.stages.normalize`) sends those rows to quarantine.
 
     ``text``, ``title``, ``url`` and ``meta`` leave this stage PII-redacted by the policy of
     :mod:`medcorpus.text.pii` (``pii``: the Config, its FilterConfig or a Policy; None = the defaults), so no
