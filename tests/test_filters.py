@@ -4,6 +4,7 @@ with no false positive on medical numbers, attribution and run_log reconciliatio
 from __future__ import annotations
 
 import pytest
+from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from medcorpus.core.config import REPO_ROOT, FilterConfig
@@ -293,6 +294,33 @@ def test_top_ngram_fraction(n):
     assert filters.top_ngram_char_frac(units, n) > 0.2
 
 
+_ZH = ("患者男性，65岁，因反复胸闷气短3年，加重1周入院。既往有高血压病史10年，规律服用氨氯地平5mg qd。"
+       "查体：BP 150/90mmHg，HR 88次/分，双肺底可闻及湿啰音。心电图示ST段压低，CT示双肺纹理增粗。")
+_EN = ("Hypertension is a common condition in which the long-term force of the blood against your artery walls "
+       "is high enough that it may eventually cause health problems, such as heart disease. Blood-pressure "
+       "readings, HbA1c and eGFR are checked at every visit; ACE inhibitors are often prescribed first.")
+_FAST_CASES = [
+    (_ZH, "zh"), (_ZH + "\n" + _ZH, "zh"), (_ZH[:60] + "\n" + _ZH + "\n" + _ZH[:60], "zh"),
+    ("医生：" + _ZH[:80] + "\n患者：好的。\n医生：" + _ZH[:80] + "\n" + _ZH, "zh"), (_ZH * 4, "zh"),
+    ("问：HIV阳性怎么办？ABC abc AbC ABC abc\n答：HIV阳性HIV阳性，\ue000\U000f0001", "zh"),
+    ("\n".join([_ZH[:30]] * 3 + [_ZH]), "other"), ("a" * 500, "zh"), ("", "zh"), (None, None),
+    (_EN, "en"), (_EN + "\n" + _EN, "en"), (_EN[:120] + "\n" + _EN + " " + _EN[:120], "en"),
+    (" ".join(["very"] * 300), "en"), (_ZH + _EN, "en"),
+]
+
+
+@pytest.mark.parametrize("cfg", [FilterConfig(), FilterConfig(max_repetition_tokens=150), FilterConfig(max_quote_frac=0.0)])
+def test_fast_repetition_signals_equal_the_reference_definitions(cfg):
+    from medcorpus.filters.repetition import repetition_signals as fast
+
+    differ = [(t and t[:30], lang) for t, lang in _FAST_CASES
+              if fast(t, lang, cfg) not in (None, filters.reference_repetition_signals(t, lang, cfg))]
+    assert not differ
+    # a document pasted twice is caught the same way by both
+    twice = fast(_ZH * 4, "zh", cfg)
+    assert twice is not None and twice["dup_5gram_frac"] > 0.4
+
+
 # ---------------------------------------------------------------------------------------------------
 # PII
 # ---------------------------------------------------------------------------------------------------
@@ -351,6 +379,20 @@ def test_each_pii_type_is_redacted_and_counted(redacted, i):
 @pytest.mark.parametrize("j", range(len(NOT_PII)))
 def test_medical_numbers_are_not_redacted(redacted, j):
     assert redacted[len(PII_CASES) + j] == (NOT_PII[j], {})
+
+
+def test_redaction_transform_frame(spark):
+    """redact_pii as a frame: the other columns pass through, text is replaced in place, pii_counts is a
+    map<string,int> of the non-zero types, no helper column is left, for every case at once."""
+    texts = [t for t, _, _ in PII_CASES] + NOT_PII
+    df = spark.createDataFrame([(str(i), "zh", t) for i, t in enumerate(texts)], "doc_id string, lang string, text string")
+    expected = spark.createDataFrame(
+        [(str(i), "zh", want, counts) for i, (_, want, counts) in enumerate(PII_CASES)]
+        + [(str(len(PII_CASES) + j), "zh", t, {}) for j, t in enumerate(NOT_PII)],
+        "doc_id string, lang string, text string, pii_counts map<string,int>",
+    )
+    got = filters.redact_pii(df, FilterConfig()).orderBy(F.col("doc_id").cast("int"))
+    assert_df_equality(got, expected, ignore_nullable=True)
 
 
 def test_all_pii_types_are_tested():

@@ -35,6 +35,7 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 
 from medcorpus.core.config import REPO_ROOT, FilterConfig, NormalizeConfig
 from medcorpus.core.errors import InputError
+from medcorpus.filters.repetition import repetition_signals as _fast_repetition
 from medcorpus.text.normalize import token_estimate
 from medcorpus.text.pii import redact_pii  # the PII policy: one module for every table and the LLM prompts
 
@@ -262,6 +263,9 @@ def repetition_signals(text: str | None, lang: str | None, cfg: FilterConfig) ->
     ``quote_end`` its character offsets in ``text`` (-1 without one), so the line and paragraph
     repetition signals can leave it out too.
     """
+    fast = _fast_repetition(text, lang, cfg)  # the same values, about 4x faster (filters/repetition.py)
+    if fast is not None:
+        return fast
     text = text or ""
     units, spans = repetition_tokens(text, lang == "en", cfg.max_repetition_tokens)
     scale = 1 if lang == "en" else cfg.zh_chars_per_ngram_unit
@@ -278,6 +282,16 @@ def repetition_signals(text: str | None, lang: str | None, cfg: FilterConfig) ->
     for n in cfg.dup_ngram_sizes:
         out[f"dup_{n}gram_frac"] = dup_ngram_char_frac(units, n * scale)
     return out
+
+
+def reference_repetition_signals(text: str | None, lang: str | None, cfg: FilterConfig) -> dict[str, float]:
+    """:func:`repetition_signals` by the definitions above only (what the fast path is tested against)."""
+    global _fast_repetition
+    saved, _fast_repetition = _fast_repetition, lambda *_: None
+    try:
+        return repetition_signals(text, lang, cfg)
+    finally:
+        _fast_repetition = saved
 
 
 def repetition_names(cfg: FilterConfig) -> list[str]:
