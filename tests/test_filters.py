@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
+from pyspark.sql.types import IntegerType, MapType, StringType, StructField, StructType
 
 from medcorpus.core.config import REPO_ROOT, FilterConfig
 from medcorpus.filters import rules as filters
@@ -389,7 +390,9 @@ def test_redaction_transform_frame(spark):
     expected = spark.createDataFrame(
         [(str(i), "zh", want, counts) for i, (_, want, counts) in enumerate(PII_CASES)]
         + [(str(len(PII_CASES) + j), "zh", t, {}) for j, t in enumerate(NOT_PII)],
-        "doc_id string, lang string, text string, pii_counts map<string,int>",
+        StructType([StructField("doc_id", StringType()), StructField("lang", StringType()),
+                    StructField("text", StringType()),
+                    StructField("pii_counts", MapType(StringType(), IntegerType(), valueContainsNull=False))]),
     )
     got = filters.redact_pii(df, FilterConfig()).orderBy(F.col("doc_id").cast("int"))
     assert_df_equality(got, expected, ignore_nullable=True)

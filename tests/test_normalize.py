@@ -1,6 +1,7 @@
 """Normalization: pure helpers, and the Spark transform on a tiny frame with the odd rows."""
 
 import pytest
+from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from medcorpus.core.config import NormalizeConfig
@@ -49,6 +50,29 @@ def test_clean_whitespace_expression(spark):
     )
     got = [r[0] for r in df.select(clean_whitespace(F.col("t"))).collect()]
     assert got == ["a\nb", "xy", "many spaces here", "l1\n\nl2", "ctl!", "", None]
+
+
+def test_normalize_documents_frame(spark):
+    """The whole output frame: column order and types, pass-through columns, every row (not only spot checks)."""
+    cols = ("source", "source_file", "source_format", "url", "title", "meta")
+    raw = spark.createDataFrame(
+        [("d1", "醫院&nbsp;門診\u200b：頭痛三天。"), ("d2", "The clinic opens at 9 am."), ("d3", " \u200b\u3000 ")],
+        "doc_id string, text string",
+    ).select("doc_id", *(F.lit(c).alias(c) for c in cols), "text")
+    got = normalize_documents(raw, CFG, "r1")
+    expected = spark.createDataFrame(
+        [
+            ("d1", *cols, "医院 门诊:头痛三天。", "zh", True, 11, 7, "r1"),  # 8 Han x 0.7 + 3 other x 0.25 -> 7
+            ("d2", *cols, "The clinic opens at 9 am.", "en", False, 25, 7, "r1"),  # 25 x 0.25 -> 7
+            ("d3", *cols, "", "other", False, 0, 0, "r1"),
+        ],
+        "doc_id string, source string, source_file string, source_format string, url string, title string, "
+        "meta string, text string, lang string, t2s_converted boolean, char_count long, token_estimate long, "
+        "normalize_run_id string",
+    )
+    assert_df_equality(got.drop("lang_confidence", "text_hash").orderBy("doc_id"), expected, ignore_nullable=True)
+    hashes = got.select("text", F.sha2("text", 256).alias("want"), "text_hash").collect()
+    assert all(r["text_hash"] == r["want"] for r in hashes)
 
 
 def test_normalize_documents_columns(spark):
