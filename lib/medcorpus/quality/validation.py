@@ -159,9 +159,22 @@ def gx_context(ctx: RunContext) -> Any:
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs},
         },
     )
-    context.data_sources.add_spark(name="medcorpus")
+    # validate_table persists the table version itself (validate.persist); GX's own persist of the same
+    # DataFrame was the "CacheManager: Asked to cache already cached data" WARN of every validation
+    context.data_sources.add_spark(name="medcorpus", persist=False)
     _GX[docs] = context
     return context
+
+
+def described(expectations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each SQL expectation gets its note as ``description``: Data Docs show that line, not the raw query."""
+    out = []
+    for e in expectations:
+        notes = (e.get("meta") or {}).get("notes")
+        if notes and not e.get("description") and e["type"] == "unexpected_rows_expectation":
+            e = {**e, "description": str(notes)}
+        out.append(e)
+    return out
 
 
 def _checkpoint(context: Any, table: str, suite: dict[str, Any], result_format: str, sample_rows: int) -> Any:
@@ -178,7 +191,7 @@ def _checkpoint(context: Any, table: str, suite: dict[str, Any], result_format: 
     except KeyError:
         batch_definition = asset.add_batch_definition_whole_dataframe("whole_table")
     gx_suite = context.suites.add_or_update(
-        gx.ExpectationSuite(name=table, expectations=suite["expectations"], meta=suite.get("meta", {}))
+        gx.ExpectationSuite(name=table, expectations=described(suite["expectations"]), meta=suite.get("meta", {}))
     )
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=table, data=batch_definition, suite=gx_suite)
@@ -229,8 +242,11 @@ def validate_table(
         register_views(ctx)
         context = gx_context(ctx)
         checkpoint = _checkpoint(context, table, suite, cfg.result_format, cfg.sample_rows)
-        run = checkpoint.run(
-            batch_parameters={"dataframe": df}, expectation_parameters=exp_mod.suite_parameters(ctx.config)
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        run = checkpoint.run(  # Data Docs name the validation after the medcorpus run (not "__none__")
+            batch_parameters={"dataframe": df}, expectation_parameters=exp_mod.suite_parameters(ctx.config),
+            run_id=RunIdentifier(run_name=ctx.run_id),
         )
         (identifier, suite_result), = run.run_results.items()
         order = {_signature(e["type"], e["kwargs"]): i for i, e in enumerate(suite["expectations"])}
@@ -264,6 +280,8 @@ def validate_table(
         max_failures_shown=cfg.max_failures_shown,
     )
     record_outcome(ctx, outcome, stage)
+    if "://" not in str(data_docs_dir(ctx)):
+        write_offline_index(data_docs_dir(ctx))
     log.info(outcome.summary())
     for r in outcome.warnings:
         log.warning("[validate] %s v%s warning: %s", table, version, r.describe())
@@ -356,6 +374,43 @@ def _explain_failure(ctx: RunContext, df: DataFrame, r: ExpectationResult, keys:
     else:
         return
     r.sample = [{k: _jsonable(v) for k, v in row.asDict().items()} for row in rows]
+
+
+OFFLINE_INDEX = "offline_index.html"
+
+
+def write_offline_index(docs: Path) -> Path | None:
+    """``<data_docs>/offline_index.html``: every suite and validation page as a plain HTML table.
+
+    GX's own index.html draws its table with JavaScript from CDNs, so it is blank without internet; this page
+    needs nothing but the files next to it. Validations are grouped by run (GX's run name = the medcorpus run id).
+    """
+    import html as _html
+
+    if not docs.is_dir():
+        return None
+    rows = []
+    for page in sorted((docs / "validations").glob("*/*/*/*.html")):
+        suite, run_name, run_time = page.relative_to(docs / "validations").parts[:3]
+        rows.append((run_name, run_time, suite, page.relative_to(docs).as_posix()))
+    rows.sort(key=lambda r: (r[1], r[2]), reverse=True)
+    suites = sorted(p.relative_to(docs).as_posix() for p in (docs / "expectations").glob("*.html"))
+    esc = _html.escape
+    body = ["<!doctype html><html><head><meta charset='utf-8'><title>medcorpus Data Docs (offline index)</title>",
+            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 10px;text-align:left}"
+            "tr:nth-child(even){background:#f4f4f4}</style></head><body>",
+            "<h1>Data Docs: validations by run</h1>",
+            f"<p>{len(rows)} validation pages, {len(suites)} suites. <a href='index.html'>GX index</a> "
+            "(needs internet for its table).</p>",
+            "<table><tr><th>run id</th><th>run time</th><th>table (suite)</th><th>page</th></tr>"]
+    body += [f"<tr><td>{esc(run)}</td><td>{esc(when)}</td><td>{esc(suite)}</td>"
+             f"<td><a href='{esc(link)}'>validation</a></td></tr>" for run, when, suite, link in rows]
+    body += ["</table><h2>Expectation suites</h2><ul>"]
+    body += [f"<li><a href='{esc(s)}'>{esc(Path(s).stem)}</a></li>" for s in suites]
+    body += ["</ul></body></html>"]
+    out = docs / OFFLINE_INDEX
+    out.write_text("\n".join(body) + "\n", encoding="utf-8")
+    return out
 
 
 def _docs_path(context: Any, identifier: Any, base: Path) -> str | None:

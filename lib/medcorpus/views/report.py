@@ -232,7 +232,12 @@ def validation_section(ctx: RunContext, run_id: str) -> Section:
     sec = Section("Validation (Great Expectations)")
     docs_index = data_docs_dir(ctx) / "index.html"
     if docs_index.exists():
-        sec.blocks.append('<p><a id="data-docs" href="data_docs/index.html">Data Docs: every suite and validation</a></p>')
+        from medcorpus.quality.validation import write_offline_index
+
+        offline = write_offline_index(data_docs_dir(ctx))
+        extra = f' (<a id="data-docs-offline" href="data_docs/{offline.name}">offline index</a>)' if offline else ""
+        sec.blocks.append('<p><a id="data-docs" href="data_docs/index.html">Data Docs: every suite and validation</a>'
+                          f'{extra}</p>')
     rows = validation_rows(ctx, run_id)
     if not rows:
         sec.blocks.append("<p>No validation results for this run.</p>")
@@ -409,6 +414,28 @@ def build_report(ctx: RunContext, run_id: str | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"run-{run_id}.html"
     path.write_text(render_page(ctx, run_id, sections), encoding="utf-8")
+    write_stats(ctx, run_id, out_dir / f"run-{run_id}.stats.json")
     (out_dir / "latest.json").write_text(json.dumps({"run_id": run_id, "report": path.name}), encoding="utf-8")
     log.info("report: %s", path)
+    return path
+
+
+def run_stats(ctx: RunContext, run_id: str) -> dict[str, Any]:
+    """The run's counters as data (what datatrove's stats.json holds): per stage rows in/out/quarantined/removed,
+    removals per reason, seconds and the Delta version written; per validated table its expectation counts."""
+    stages = []
+    for r in funnel_rows(ctx, run_id):
+        stages.append({k: r.get(k) for k in ("stage", "rows_in", "rows_out", "rows_quarantined", "rows_removed",
+                                             "seconds", "table_version")}
+                      | {"removed_by_reason": dict(sorted((r.get("removed_by_reason") or {}).items()))})
+    validations = [{"table": v["table_name"], "version": v["table_version"], "stage": v["stage"],
+                    "expectations": v["expectations"], "critical_failed": v["critical_failed"],
+                    "warnings": v["warnings"], "failed": v["failed"] or ""} for v in validation_rows(ctx, run_id)]
+    hashes = sorted({str(r["config_hash"]) for r in funnel_rows(ctx, run_id) if r.get("config_hash")})
+    return {"run_id": run_id, "config_hash": hashes, "stages": stages, "validations": validations}
+
+
+def write_stats(ctx: RunContext, run_id: str, path: Path) -> Path:
+    path.write_text(json.dumps(run_stats(ctx, run_id), indent=2, ensure_ascii=False, default=str) + "\n",
+                    encoding="utf-8")
     return path
