@@ -34,48 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="build/demo", help="output folder")
     p.add_argument("--scale", type=int, default=1, help="multiply the number of generated documents")
 
-    p = sub.add_parser("ingest", help="read JSONL/Parquet/text/WARC sources into raw_documents")
-    _common(p)
-    p.add_argument("sources", nargs="+", help="files or folders (local or s3a://)")
-    p.add_argument("--format", choices=["jsonl", "parquet", "text", "warc"], help="force a format")
+    from medcorpus.stages import STAGES
 
-    p = sub.add_parser("normalize", help="raw_documents -> documents")
-    _common(p)
-
-    p = sub.add_parser("dedup", help="scored/clean documents -> dedup_clusters + unique_documents (exact + MinHash LSH)")
-    _common(p)
-    p = sub.add_parser("decontaminate", help="unique_documents overlapping benchmark test items -> contamination_hits")
-    _common(p)
-
-    p = sub.add_parser("filter", help="documents -> clean_documents (rule filters, PII redaction) + filtered_out")
-    _common(p)
-    p.add_argument("--explain", metavar="DOC_ID", help="print every rule's value for one document; writes nothing")
-
-    for name, text in (
-        ("annotate", "LLM: two labelling rounds (domain, 0-5 quality) -> annotations, labelled_domain/quality"),
-        ("translate", "LLM: classical -> modern Chinese by paragraph -> translations"),
-        ("generate-qa", "LLM: QA pairs from documents -> generated_qa (sft messages format)"),
-        ("judge", "LLM: a doctor answer vs the original, scored on 4 aspects -> judged_preferences"),
-    ):
-        p = sub.add_parser(name, help=text + " (needs --set llm.base_url=...)")
+    for name, stage in STAGES.items():  # one subcommand per registered stage
+        p = sub.add_parser(name, help=stage.help, description=stage.help)
         _common(p)
+        stage.add_arguments(p)
 
-    for name, text in (("sft", "import the configured SFT sources -> sft (Deita selection, ConFilter)"),
-                       ("preference", "sft -> preference (objective and subjective DPO pairs)"),
-                       ("pretrain", "documents (+ sft) -> pretrain (the configured mixtures)")):
-        p = sub.add_parser(name, help=text)
-        _common(p)
-    p = sub.add_parser("release", help="record a named release: Delta versions of sft, preference, pretrain")
-    _common(p)
-    p.add_argument("name")
     p = sub.add_parser("export", help="write a release's shards + manifest (reads the release's Delta versions)")
     _common(p)
     p.add_argument("name")
     p.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
-    p.add_argument("--out", required=True, help="output folder; files go to OUT/NAME/")
+    p.add_argument("--out", required=True, help="output folder; files go to OUT/NAME/FORMAT/")
+    p.add_argument("--tokenizer", metavar="FILE",
+                   help="count tokens with this tokenizers file (tokenizer.json); default: the release's estimates")
+    p.add_argument("--length-balanced", action="store_true",
+                   help="also write preference_balanced: as many chosen-shorter as chosen-longer pairs")
 
-    p = sub.add_parser("classify", help="clean_documents (else documents) -> scored_documents (domain, quality)")
-    _common(p)
     for name, what in (("train-classifier", "medical-vs-general + sub-domain classifier"),
                        ("train-rater", "0-5 quality rater")):
         p = sub.add_parser(name, help=f"train the {what} from labelled data; writes a versioned artifact")
@@ -103,17 +78,112 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--for-run", help="run id to report on (default: the newest run in run_log)")
 
-    p = sub.add_parser("tables", help="each table: version, rows, last run")
-    _common(p)
+    add_read_commands(sub)
 
-    p = sub.add_parser("history", help="Delta history of a table")
+    p = sub.add_parser("config", help="print the effective config and its hash (a dry run)")
+    _common(p)
+    add_maintenance_commands(sub)
+    describe_subcommands(sub)
+    return parser
+
+
+def add_read_commands(sub: argparse._SubParsersAction) -> None:
+    """``tables`` and ``history`` (no Spark)."""
+    p = sub.add_parser("tables", help="each table: version, rows, last run (from the Delta logs, no Spark)")
+    _common(p)
+    p = sub.add_parser("history", help="Delta history of a table (from its Delta log, no Spark)")
     _common(p)
     p.add_argument("table")
     p.add_argument("--limit", type=int, default=20)
 
-    p = sub.add_parser("config", help="print the effective config and its hash (a dry run)")
-    _common(p)
+
+def quick_parser(argv: Sequence[str]) -> argparse.ArgumentParser | None:
+    """A parser of only the no-Spark commands when ``argv`` names one of them (None otherwise): the full
+    parser imports the stage registry, and with it every stage's transforms, which costs seconds."""
+    if not argv or argv[0] not in NO_SPARK_COMMANDS:
+        return None
+    parser = argparse.ArgumentParser(prog="medcorpus", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_read_commands(sub)
+    add_maintenance_commands(sub)
+    describe_subcommands(sub)
     return parser
+
+
+def add_maintenance_commands(sub: argparse._SubParsersAction) -> None:
+    """``vacuum`` and ``verify`` (no Spark)."""
+    p = sub.add_parser("vacuum", help="VACUUM the tables with their retention, never deleting a release's files "
+                                      "(delta-rs, no Spark)")
+    _common(p)
+    p.add_argument("tables", nargs="*", metavar="TABLE", help="tables to vacuum (default: every table)")
+    p.add_argument("--dry-run", action="store_true", help="list the files that would be removed; delete nothing")
+    p = sub.add_parser("verify", help="check an export folder against its manifest (sizes, sha256, release name)")
+    p.add_argument("name", help="release name")
+    p.add_argument("folder", help="the export folder (OUT/NAME, or OUT)")
+
+
+def describe_subcommands(sub: argparse._SubParsersAction) -> None:
+    """Each subcommand's ``--help`` starts with its one-line description (argparse shows ``help`` only in the
+    parent's list)."""
+    for action in sub._get_subactions():
+        parser = sub.choices[action.dest]
+        if parser.description is None and action.help:
+            parser.description = action.help[:1].upper() + action.help[1:] + "."
+
+
+def run_without_spark(args: argparse.Namespace) -> int | None:
+    """Commands answered from Delta logs or files alone (no JVM); None for every other command."""
+    handler = NO_SPARK_COMMANDS.get(args.command)
+    return None if handler is None else handler(args)
+
+
+def _tables_command(args: argparse.Namespace) -> int:
+    from medcorpus.views.tables import tables_overview
+
+    print(tables_overview(_load(args)))
+    return 0
+
+
+def _history_command(args: argparse.Namespace) -> int:
+    from medcorpus.views.tables import table_history
+
+    print(table_history(_load(args), args.table, args.limit))
+    return 0
+
+
+def _vacuum_command(args: argparse.Namespace) -> int:
+    from medcorpus.core.storage import WarehouseLock, check_warehouse
+    from medcorpus.datasets.retention import vacuum_warehouse
+
+    config = _load(args)
+    check_warehouse(config.warehouse, config.s3, writable=True)
+    lock = WarehouseLock(config.warehouse)
+    lock.acquire()  # no pipeline writes while files are deleted
+    try:
+        for result in vacuum_warehouse(config, list(args.tables) or None, dry_run=args.dry_run):
+            print(result.summary())
+            for warning in result.warnings:
+                print(f"  warning: {warning}")
+    finally:
+        lock.release()
+    return 0
+
+
+def _verify_command(args: argparse.Namespace) -> int:
+    from medcorpus.datasets.export import verify_release_folder
+
+    problems = verify_release_folder(args.name, Path(args.folder))
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"export of {args.name} at {args.folder}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"export of {args.name} at {args.folder}: every file matches its manifest")
+    return 0
+
+
+NO_SPARK_COMMANDS = {"tables": _tables_command, "history": _history_command, "vacuum": _vacuum_command,
+                     "verify": _verify_command}
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -178,7 +248,13 @@ def _check_before_spark(args: argparse.Namespace, config: Config) -> None:
 
         check_release_name(args.name)
         if args.command == "export":
-            check_export_target(Path(args.out), args.name)
+            check_export_target(Path(args.out), args.name, args.format)
+            if args.tokenizer and not Path(args.tokenizer).is_file():
+                raise MedcorpusError(f"--tokenizer file not found: {args.tokenizer}")
+    if args.command == "release" or (args.command == "run" and config.datasets.auto_release):
+        from medcorpus.datasets.retention import check_retention_config
+
+        check_retention_config(config)  # a release must not outlive its tables' retention
     if args.command == "run" and args.until is not None:
         from medcorpus.core.pipeline import check_until
 
@@ -187,10 +263,12 @@ def _check_before_spark(args: argparse.Namespace, config: Config) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = (quick_parser(argv) or build_parser()).parse_args(argv)
     _configure_logging(getattr(args, "verbose", False))
     try:
-        return _dispatch(args)
+        done = run_without_spark(args)
+        return done if done is not None else _dispatch(args)
     except MedcorpusError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -250,7 +328,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     _check_local_inputs(sources, config)
 
     if args.command in ("annotate", "translate", "generate-qa", "judge"):
-        from medcorpus.llm.stages import check_llm_ready
+        from medcorpus.llm.tasks import check_llm_ready
 
         check_llm_ready(config, args.command)  # fail fast: endpoint and prompt template, before Spark
 
@@ -272,25 +350,12 @@ def _run_command(args: argparse.Namespace, config: Config, sources: list[str]) -
     spark = build_spark(config)
     ctx = runner.RunContext.create(spark, config)
     log.info("run %s config %s warehouse %s", ctx.run_id, config.hash(), config.warehouse)
-    if args.command == "ingest":
-        runner.run_ingest(ctx, sources, args.format)
-    elif args.command == "dedup":
-        from medcorpus.dedup.minhash import run_dedup
+    from medcorpus.stages import STAGES, run_stage
 
-        run_dedup(ctx)
-    elif args.command == "decontaminate":
-        from medcorpus.dedup.decontaminate import run_decontaminate
+    if args.command == "filter" and args.explain:
+        from medcorpus.filters.rules import explain_document
 
-        run_decontaminate(ctx)
-    elif args.command == "normalize":
-        runner.run_normalize(ctx)
-    elif args.command == "filter":
-        from medcorpus.filters import rules as filters
-
-        if args.explain:
-            print(filters.explain_document(ctx, args.explain))
-        else:
-            print(filters.run_filter(ctx).summary())
+        print(explain_document(ctx, args.explain))
     elif args.command == "run":
         from medcorpus.views.report import build_report
 
@@ -304,27 +369,13 @@ def _run_command(args: argparse.Namespace, config: Config, sources: list[str]) -
         print(f"run {ctx.run_id} finished:")
         for report in reports:
             print("  " + report.summary())
-    elif args.command in ("annotate", "translate", "generate-qa", "judge"):
-        from medcorpus.llm.stages import LLM_STAGES
-
-        print(LLM_STAGES[args.command](ctx).summary())
-    elif args.command in ("sft", "preference", "pretrain"):
-        from medcorpus.datasets import stages as datasets
-
-        print({"sft": datasets.run_sft, "preference": datasets.run_preference,
-               "pretrain": datasets.run_pretrain}[args.command](ctx).summary())
-    elif args.command == "release":
-        from medcorpus.datasets.release import run_release
-
-        print(run_release(ctx, args.name).summary())
+    elif args.command in STAGES:
+        print(run_stage(ctx, args.command, **STAGES[args.command].params_from(args)).summary())
     elif args.command == "export":
         from medcorpus.datasets.release import export_release
 
-        print(export_release(ctx, args.name, args.format, args.out))
-    elif args.command == "classify":
-        from medcorpus.classify.scoring import run_classify
-
-        print(run_classify(ctx).summary())
+        print(export_release(ctx, args.name, args.format, args.out, tokenizer=args.tokenizer,
+                             length_balanced=args.length_balanced))
     elif args.command in ("train-classifier", "train-rater"):
         import json as _json
 

@@ -436,6 +436,15 @@ class DatasetsConfig(_Section):
     export_rows_per_shard: int = Field(50_000, ge=1, description="Rows per exported shard.")
     auto_release: bool = Field(True, description="`medcorpus run` ends by recording release <prefix><run_id>.")
     auto_release_prefix: str = Field("run-", description="Name prefix of the automatic per-run release.")
+    retention_days: float = Field(
+        400, gt=0, description="delta.deletedFileRetentionDuration and delta.logRetentionDuration set on sft, "
+        "preference and pretrain when a release is recorded (never shortened): how long VACUUM and Delta's log "
+        "cleanup leave an old version readable.",
+    )
+    release_life_days: float = Field(
+        365, gt=0, description="How long a release is promised to stay exportable; `medcorpus release` refuses "
+        "when retention_days is shorter.",
+    )
 
 
 class ValidateConfig(_Section):

@@ -5,14 +5,16 @@
 immutable: releasing an existing name fails.
 
 ``medcorpus export NAME --format jsonl|parquet --out DIR`` reads exactly those versions (Delta time travel)
-and writes, under ``DIR/NAME/``::
+and writes, under ``DIR/NAME/<format>/`` (so a jsonl and a parquet export sit side by side)::
 
     sft/train-00000-of-0000N.{jsonl,parquet}          messages format (HF datasets, TRL SFTTrainer,
                                                       LLaMA-Factory sharegpt with role/content tags)
-    preference/train-....                             prompt / chosen / rejected (TRL DPOTrainer,
-                                                      LLaMA-Factory ranking)
+    preference/train-....                             prompt / chosen / rejected strings (LLaMA-Factory ranking)
+    preference_conversational/train-....              the same pairs as message lists (TRL DPOTrainer)
+    preference_sharegpt/train-....                    LLaMA-Factory sharegpt ranking form
     pretrain/<mixture>/train-....                     {"text": ...} (LLaMA-Factory pretraining)
     dataset_info.json                                 LLaMA-Factory dataset registry for the above
+    README.md                                         dataset card; YAML ``configs:`` for datasets.load_dataset
     manifest.json                                     release row + every file's rows, bytes, sha256
 
 Rows are written in key order, by Python (not Spark's writer, whose file names and row-group layout vary),
@@ -21,6 +23,7 @@ so exporting the same release again — even after the tables moved on — gives
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -38,7 +41,6 @@ from pyspark.sql import functions as F
 
 from medcorpus.core.config import REPO_ROOT
 from medcorpus.core.errors import InputError, MedcorpusError, TableMissingError
-from medcorpus.core.runlog import StageReport, write_report
 
 log = logging.getLogger(__name__)
 
@@ -125,17 +127,45 @@ def release_row(ctx: Any, name: str) -> dict[str, Any] | None:
     return row.asDict(recursive=True) if row else None
 
 
-def run_release(ctx: Any, name: str) -> StageReport:
-    """Record release ``name`` (fails when it exists or a dataset table is missing)."""
+def table_properties(ctx: Any, name: str) -> dict[str, str]:
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(ctx.spark, ctx.warehouse.path(name)).detail().select("properties").first()
+    return dict(row["properties"] or {}) if row else {}
+
+
+def apply_retention(ctx: Any) -> str:
+    """Set ``datasets.retention_days`` as file and log retention on the dataset tables (never shortening a
+    longer value), then check that each table keeps a release for ``datasets.release_life_days``."""
+    from medcorpus.datasets.retention import check_retention_config, check_table_retention, wanted_properties
+
+    check_retention_config(ctx.config)
+    changed = []
+    for table in DATASET_TABLES:
+        props = table_properties(ctx, table)
+        want = wanted_properties(ctx.config, props)
+        if want:
+            ctx.warehouse._commit_metadata("release")
+            pairs = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(want.items()))
+            ctx.spark.sql(f"ALTER TABLE delta.`{ctx.warehouse.path(table)}` SET TBLPROPERTIES ({pairs})")
+            props = table_properties(ctx, table)
+            changed.append(table)
+        check_table_retention(ctx.config, table, props)
+    days = ctx.config.datasets.release_life_days
+    return (f"retention set on {', '.join(changed)}; " if changed else "") + f"kept for at least {days:g} days"
+
+
+def record_release(ctx: Any, name: str, stage: str = "release") -> str:
+    """Record release ``name`` (fails when it exists or a dataset table is missing); returns a note."""
     import datetime as dt
 
-    report = StageReport("release")
     check_release_name(name)
     if release_row(ctx, name) is not None:
         raise ReleaseError(f"release {name!r} already exists; releases are immutable, pick a new name")
     missing = [t for t in DATASET_TABLES if not ctx.warehouse.exists(t)]
     if missing:
         raise TableMissingError(f"cannot release {name!r}: tables {missing} do not exist; run the pipeline first")
+    retention = apply_retention(ctx)  # before the versions are read: the property commits come first
     versions = {t: int(ctx.warehouse.version(t)) for t in DATASET_TABLES}
     gate = _validation_hook(ctx, versions)
     rows: dict[str, int] = {}
@@ -157,12 +187,8 @@ def run_release(ctx: Any, name: str) -> StageReport:
     from medcorpus.core.warehouse import table_spec
 
     schema = table_spec("releases").schema
-    ctx.warehouse.append_rows("releases", ctx.spark.createDataFrame([record], schema), stage="release")
-    report.rows_in = report.rows_out = 1
-    report.table_version = ctx.warehouse.version("releases")
-    report.note = f"release {name}: versions {versions}; {gate}"
-    write_report(ctx.spark, ctx.warehouse, report.finish())
-    return report
+    ctx.warehouse.append_rows("releases", ctx.spark.createDataFrame([record], schema), stage=stage)
+    return f"release {name}: versions {versions}; {gate}; {retention}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -204,7 +230,8 @@ def _shard_name(i: int, n: int, fmt: str) -> str:
     return f"train-{i:05d}-of-{n:05d}.{fmt}"
 
 
-def _write_shards(df: DataFrame, n_rows: int, folder: Path, fmt: str, per_shard: int) -> list[dict[str, Any]]:
+def _write_shards(df: DataFrame, n_rows: int, folder: Path, fmt: str, per_shard: int,
+                  counter: Any = None, subset: str = "") -> list[dict[str, Any]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from pyspark.sql.pandas.types import to_arrow_schema
@@ -221,6 +248,8 @@ def _write_shards(df: DataFrame, n_rows: int, folder: Path, fmt: str, per_shard:
             batch.append(row)
             if len(batch) == per_shard:
                 break
+        if counter is not None:
+            counter.add(subset, batch)
         if fmt == "jsonl":
             with path.open("w", encoding="utf-8", newline="\n") as fh:
                 for row in batch:
@@ -252,25 +281,36 @@ def llamafactory_info(name: str, fmt: str, mixtures: list[str]) -> dict[str, Any
         },
         f"{name}_dpo": {"file_name": "preference", "ranking": True,
                         "columns": {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}},
+        f"{name}_dpo_sharegpt": {"file_name": "preference_sharegpt", "formatting": "sharegpt", "ranking": True,
+                                 "columns": {"messages": "conversations", "system": "system",
+                                             "chosen": "chosen", "rejected": "rejected"}},
     }
     for m in mixtures:
         info[f"{name}_pretrain_{m}"] = {"file_name": f"pretrain/{m}", "columns": {"prompt": "text"}}
     return info
 
 
-def export_release(ctx: Any, name: str, fmt: str, out_dir: str | Path) -> Path:
-    """Write the release's shards, dataset_info.json and manifest.json under ``out_dir/name``.
+def export_release(ctx: Any, name: str, fmt: str, out_dir: str | Path, tokenizer: str | Path | None = None,
+                   length_balanced: bool = False) -> Path:
+    """Write the release's shards, README.md card, dataset_info.json and manifest.json under
+    ``out_dir/name/fmt`` (a jsonl and a parquet export of one release sit side by side).
 
-    Everything is written into a fresh temporary folder inside ``out_dir`` that is renamed to ``name`` at
+    Everything is written into a fresh temporary folder inside ``out_dir`` that is renamed into place at
     the end, so a crash leaves no half-written export. Nothing that this call did not create is ever
-    deleted: an existing ``out_dir/name`` is left alone (an identical earlier export makes this a no-op;
-    anything else is an error that names the folder).
+    deleted: an existing ``out_dir/name/fmt`` is left alone (an identical earlier export makes this a no-op;
+    anything else is an error that names the folder). ``tokenizer``: a ``tokenizers`` file to count tokens
+    with (the release's estimates otherwise); ``length_balanced``: add the ``preference_balanced`` subset.
     """
     check_release_name(name)
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
     out = Path(out_dir)
-    target = check_export_target(out, name)
+    target = check_export_target(out, name, fmt)
+    counter = None
+    if tokenizer is not None:
+        from medcorpus.datasets.export import TokenCounter
+
+        counter = TokenCounter(tokenizer)
     rel = release_row(ctx, name)
     if rel is None:
         known = []
@@ -282,34 +322,50 @@ def export_release(ctx: Any, name: str, fmt: str, out_dir: str | Path) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=out))
     except OSError as err:
         raise ReleaseError(f"cannot write under --out {out}: {err.strerror or err}") from err
+    made_parent = False
     try:
-        _write_export(ctx, name, fmt, rel, tmp)
+        _write_export(ctx, name, fmt, rel, tmp, counter=counter, balanced=length_balanced)
         if target.exists():  # an earlier export of this release: keep it when it is the same bytes
             if _same_export(target, tmp):
                 log.info("export %s (%s): %s already holds identical files", name, fmt, target)
                 return target
             raise ReleaseError(f"{target} already holds a different export of {name!r}; move it away or "
                                "choose another --out (existing files are never deleted)")
+        if not target.parent.exists():
+            target.parent.mkdir()
+            made_parent = True
         os.rename(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)  # only the temporary folder this call created
+        if made_parent and not target.exists():
+            target.parent.rmdir()
     log.info("export %s (%s): files under %s", name, fmt, target)
     return target
 
 
-def check_export_target(out: Path, name: str) -> Path:
-    """``out/name`` when an export may go there (checked before Spark starts, and again at export time)."""
+def check_export_target(out: Path, name: str, fmt: str = "jsonl") -> Path:
+    """``out/name/fmt`` when an export may go there (checked before Spark starts, and again at export time).
+
+    ``out/name`` may exist when it holds only format folders; ``out/name/fmt`` when it is an earlier export of
+    the same release.
+    """
     if out.exists() and not out.is_dir():
         raise ReleaseError(f"--out {out} is a file, not a folder")
-    target = out / name
+    folder = out / name
+    if folder.exists() or folder.is_symlink():
+        entries = list(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else None
+        if entries is None or any(e.name not in FORMATS or e.is_symlink() or not e.is_dir() for e in entries):
+            raise ReleaseError(f"{folder} already exists and is not an export of release {name!r}; "
+                               "choose another --out (existing files are never deleted)")
+    target = folder / fmt
     if target.exists() or target.is_symlink():
         _check_replaceable(target, name)
     return target
 
 
 def _check_replaceable(target: Path, name: str) -> None:
-    """An existing ``out/name`` must be an earlier export of the same release (else: a one-line error)."""
+    """An existing ``out/name/fmt`` must be an earlier export of the same release (else: a one-line error)."""
     manifest = target / "manifest.json"
     if target.is_symlink() or not target.is_dir() or not manifest.is_file():
         raise ReleaseError(f"{target} already exists and is not an export of release {name!r}; "
@@ -332,19 +388,87 @@ def _same_export(existing: Path, new: Path) -> bool:
     return same and not verify_export(existing)
 
 
-def _write_export(ctx: Any, name: str, fmt: str, rel: dict[str, Any], tmp: Path) -> None:
+#: Delta 4 refuses time travel to a version older than delta.deletedFileRetentionDuration, whether or not its
+#: files are still there. ``medcorpus vacuum`` keeps every release's files, so an export lifts the check once it
+#: has seen that every file of the pinned versions exists.
+ENFORCE_RETENTION_CONF = "spark.databricks.delta.vacuum.enforceTimeTravelWithinDeletedFileRetentionDuration"
+
+
+@contextlib.contextmanager
+def _release_reads(ctx: Any, versions: dict[str, int]) -> Iterator[None]:
+    """Read a release's versions: every data file present (else one line naming the table), then time travel
+    past the file retention allowed while the export runs."""
+    from medcorpus.datasets.retention import missing_files
+
+    for table in DATASET_TABLES:
+        try:
+            gone = missing_files(ctx.config, table, int(versions[table]))
+        except Exception as err:  # delta-rs: the version's log was cleaned
+            raise ReleaseError(f"{table} version {versions[table]} of the release can no longer be read: "
+                               f"{str(err).splitlines()[0][:200]}") from None
+        if gone:
+            raise ReleaseError(f"{table} version {versions[table]} of the release lost {len(gone)} data file(s) "
+                               f"(e.g. {gone[0]}): the table was vacuumed outside `medcorpus vacuum`, which keeps "
+                               "every release's files")
+    before = ctx.spark.conf.get(ENFORCE_RETENTION_CONF, None)
+    ctx.spark.conf.set(ENFORCE_RETENTION_CONF, "false")
+    try:
+        yield
+    finally:
+        if before is None:
+            ctx.spark.conf.unset(ENFORCE_RETENTION_CONF)
+        else:
+            ctx.spark.conf.set(ENFORCE_RETENTION_CONF, before)
+
+
+def _read_at(ctx: Any, table: str, version: int) -> DataFrame:
+    """A table at a release's version; one line naming the cause when that version is gone."""
+    try:
+        df = ctx.warehouse.read(table, version)
+        df.schema  # noqa: B018 - resolves the snapshot now
+        return df
+    except Exception as err:  # a vacuumed or log-cleaned version: Spark's error is pages long
+        text = str(err)
+        if any(k in text for k in ("versionAsOf", "FileNotFound", "VersionNotFound", "DELTA_", "does not exist")):
+            raise ReleaseError(f"{table} version {version} can no longer be read: {text.splitlines()[0][:300]}") \
+                from None
+        raise
+
+
+def _write_export(ctx: Any, name: str, fmt: str, rel: dict[str, Any], tmp: Path, counter: Any = None,
+                  balanced: bool = False) -> None:
+    with _release_reads(ctx, rel["table_versions"]):
+        _write_release_files(ctx, name, fmt, rel, tmp, counter, balanced)
+
+
+def _write_release_files(ctx: Any, name: str, fmt: str, rel: dict[str, Any], tmp: Path, counter: Any,
+                         balanced: bool) -> None:
+    from medcorpus.datasets import export as ex
+
     versions, counts = rel["table_versions"], rel["row_counts"]
     per_shard = ctx.config.datasets.export_rows_per_shard
     files: list[dict[str, Any]] = []
-    files += _write_shards(_sft_export(ctx.warehouse.read("sft", versions["sft"])), counts["sft"],
-                           tmp / "sft", fmt, per_shard)
-    files += _write_shards(_preference_export(ctx.warehouse.read("preference", versions["preference"])),
-                           counts["preference"], tmp / "preference", fmt, per_shard)
-    pretrain = ctx.warehouse.read("pretrain", versions["pretrain"])
+
+    def shards(df: DataFrame, n: int, subset: str) -> None:
+        files.extend(_write_shards(df, n, tmp / subset, fmt, per_shard, counter, subset.replace("/", "_")))
+
+    sft = _read_at(ctx, "sft", versions["sft"])
+    shards(_sft_export(sft), counts["sft"], "sft")
+    pref = _read_at(ctx, "preference", versions["preference"])
+    shards(_preference_export(pref), counts["preference"], "preference")
+    conversational = ex.conversational_preference(pref, sft)
+    shards(conversational, counts["preference"], "preference_conversational")
+    shards(ex.sharegpt_preference(conversational), counts["preference"], "preference_sharegpt")
+    if balanced:
+        chosen = ex.length_balanced(pref, ctx.config.datasets.seed).persist()
+        try:
+            shards(ex.conversational_preference(chosen, sft), chosen.count(), "preference_balanced")
+        finally:
+            chosen.unpersist()
+    pretrain = _read_at(ctx, "pretrain", versions["pretrain"])
     mixtures = sorted(k.split("/", 1)[1] for k in counts if k.startswith("pretrain/"))
     for m in mixtures:
-        files += _write_shards(_pretrain_export(pretrain, m), counts[f"pretrain/{m}"], tmp / "pretrain" / m, fmt,
-                               per_shard)
+        shards(_pretrain_export(pretrain, m), counts[f"pretrain/{m}"], f"pretrain/{m}")
     (tmp / "dataset_info.json").write_text(
         json.dumps(llamafactory_info("medcorpus", fmt, mixtures), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     entries = []
@@ -360,10 +484,14 @@ def _write_export(ctx: Any, name: str, fmt: str, rel: dict[str, Any], tmp: Path)
         "table_versions": dict(sorted(versions.items())),
         "row_counts": dict(sorted(counts.items())),
         "token_counts": dict(sorted(rel["token_counts"].items())),
+        "preference_lengths": ex.length_report(pref),
         "format": fmt,
         "files": sorted(entries, key=lambda e: e["path"]),
     }
+    if counter is not None:
+        manifest["tokenizer"] = counter.manifest()
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp / "README.md").write_text(ex.dataset_card(manifest, ctx.config), encoding="utf-8")
 
 
 def verify_export(folder: str | Path) -> list[str]:
@@ -376,14 +504,3 @@ def verify_export(folder: str | Path) -> list[str]:
         if not p.exists() or p.stat().st_size != e["bytes"] or _sha256(p) != e["sha256"]:
             bad.append(e["path"])
     return bad
-
-
-def run_auto_release(ctx: Any) -> StageReport:
-    """Pipeline stage: record release ``<auto_release_prefix><run_id>`` (off when auto_release is false)."""
-    cfg = ctx.config.datasets
-    if not cfg.auto_release:
-        report = StageReport("release")
-        report.note = "datasets.auto_release is false: no release recorded"
-        write_report(ctx.spark, ctx.warehouse, report.finish())
-        return report
-    return run_release(ctx, f"{cfg.auto_release_prefix}{ctx.run_id}")
