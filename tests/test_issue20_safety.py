@@ -60,7 +60,7 @@ def test_release_and_export_refuse_unsafe_names_before_spark(name, tmp_path, cap
 def _fake_release(monkeypatch, files: dict[str, str]):
     from medcorpus.datasets import release
 
-    def write(ctx, name, fmt, rel, tmp):
+    def write(ctx, name, fmt, rel, tmp, **_options):
         assert tmp.parent == out_dir[0] and tmp.name.startswith(f".{name}.")  # a temp folder inside --out
         for rel_path, text in files.items():
             (tmp / rel_path).parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ def test_export_writes_a_temp_folder_inside_out_and_never_deletes_what_it_did_no
     out_dir.append(out)
 
     target = export_release(None, "r1", "jsonl", out)
-    assert target == out / "r1" and (target / "sft/train.jsonl").read_text() == "{}\n"
+    assert target == out / "r1" / "jsonl" and (target / "sft/train.jsonl").read_text() == "{}\n"
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "r0", "r1", "r2"]  # no temp folder left
     assert export_release(None, "r1", "jsonl", out) == target  # the same export again: a no-op
     with pytest.raises(ReleaseError, match="r2 already exists and is not an export"):
