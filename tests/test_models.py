@@ -5,6 +5,7 @@ twins. No Spark, no ../shared/data: these run on a fresh clone."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from types import SimpleNamespace
 
@@ -13,7 +14,19 @@ import pytest
 
 from medcorpus.classify.degrade import DEGRADATIONS, degrade
 from medcorpus.classify.fluency import CharLM
-from medcorpus.classify.rater import QualityRater
+from medcorpus.classify.rater import (
+    RATER_FEATURES,
+    QualityRater,
+    bracket_breaks,
+    coherence,
+    cohesion,
+    lead,
+    question_position,
+    repetition,
+    restated_once,
+    sentence_units,
+    soft_clip,
+)
 from medcorpus.classify.scoring import backend_class, prepare_backend
 from medcorpus.classify.textmodel import DOMAIN_KIND, RATER_KIND, ModelError, load_artifact
 from medcorpus.core.config import REPO_ROOT, load_config
@@ -122,3 +135,94 @@ def test_fluency_model_prefers_real_text_to_garbled_and_round_trips():
     again = CharLM.from_arrays(lm.arrays())
     assert np.array_equal(again.score(ORIGINALS)[0], real)
     assert lm.end_logprobs(["结束。", "结束的"])[0] > lm.end_logprobs(["结束。", "结束的"])[1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# qrater-v2 signals
+# ---------------------------------------------------------------------------------------------------
+QUESTION = "I have had a dry cough and a mild fever for three days, and my chest feels tight. Could this be covid?"
+ANSWER = ("In brief: probably a common cold. Rest, drink plenty of fluids and check your temperature twice a day. "
+          "If you become short of breath or the fever lasts beyond five days, call your doctor or get tested.")
+
+
+def test_a_question_restated_before_its_answer_is_not_repetition_but_a_pasted_block_is():
+    restated = f"Description\n{QUESTION}\nDialogue\nPatient:\n{QUESTION}\nDoctor:\n{ANSWER}"
+    assert restated_once(restated) == f"Description\n{QUESTION}\nDialogue\nPatient:\nDoctor:\n{ANSWER}"
+    tokens = lambda t: [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'\-]*", t)]  # noqa: E731
+    assert repetition(restated, False, tokens(restated)) == (0.0, 0.0)
+    # the same passage pasted again at the end (no new text after it), or pasted three times, still counts
+    pasted = f"{QUESTION}\n{ANSWER}\n{QUESTION}"
+    assert restated_once(pasted) == pasted and repetition(pasted, False, tokens(pasted))[0] > 0.3
+    thrice = f"{QUESTION}\n{QUESTION}\n{ANSWER}\n{QUESTION}"
+    assert restated_once(thrice) == thrice and repetition(thrice, False, tokens(thrice))[1] > 0.3
+
+
+def test_bracket_breaks_see_quotes_split_by_reordering_and_a_cut_inside_brackets():
+    assert bracket_breaks("他说：“你好。”然后（笑着）走了。") == 0.0
+    assert bracket_breaks("”然后（笑着）走了。他说：“你好。") > 0.5  # the two halves of a quote swapped
+    assert bracket_breaks("Take the tablets (two a day, with") > 0.5  # cut inside the brackets
+    assert bracket_breaks("No brackets at all.") == 0.0
+
+
+def test_order_signals_are_undefined_for_short_texts_and_the_rater_imputes_them():
+    short = "Wash your hands often. Stay home if you feel ill."
+    units = sentence_units(short, False)
+    assert np.isnan(cohesion(units)) and np.isnan(coherence(units)) and np.isnan(lead(units))
+    rater = load_artifact(MODELS / "rater", RATER_KIND)
+    assert isinstance(rater, QualityRater)
+    feats = rater.features([short])[0]
+    assert not np.isnan(feats).any()
+    col = RATER_FEATURES.index("coherence")
+    assert feats[col] == pytest.approx(rater.stats.impute[1, col])
+
+
+def test_coherence_is_higher_when_sentences_on_one_subject_stand_together():
+    text = ("Aspirin thins the blood. Aspirin also eases pain and fever. Taken daily, aspirin can upset the stomach. "
+            "Tomatoes grow best in full summer sun. Tomatoes need water every summer evening. Green tomatoes ripen "
+            "slowly in shade.")
+    units = sentence_units(text, False)
+    assert len(units) == 6
+    interleaved = [units[i] for i in (0, 3, 1, 4, 2, 5)]
+    assert coherence(units) > 0.1 and coherence(interleaved) < 0
+
+
+def test_word_end_probability_sees_a_word_cut_in_half():
+    lm = CharLM.train([t for t in ORIGINALS for _ in range(3)], order=3, bits=12)
+    whole, cut = lm.word_end_logprobs(["check your pressure at home.", "check your pressure at ho"])
+    assert whole > cut
+
+
+def test_shipped_rater_does_not_mark_down_a_restated_question():
+    restated = f"Description\n{QUESTION}\nDialogue\nPatient:\n{QUESTION}\nDoctor:\n{ANSWER}"
+    once = f"Description\n{QUESTION}\nDialogue\nDoctor:\n{ANSWER}"
+    rater = load_artifact(MODELS / "rater", RATER_KIND)
+    q = rater.predict([restated, once])
+    assert abs(q[0] - q[1]) < 0.3, q
+
+
+def test_the_readme_quotes_the_shipped_models_and_their_figures_render_from_model_json():
+    from medcorpus.classify.modelbuild import markdown
+
+    text = markdown(MODELS)
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    for kind in ("domain", "rater"):
+        version = json.loads((MODELS / kind / "model.json").read_text(encoding="utf-8"))["model_version"]
+        assert version in text and version in readme, version
+    for kind in DEGRADATIONS:
+        assert f"| {kind} |" in text
+
+
+def test_scores_stay_in_0_5_and_keep_their_order_near_the_bounds():
+    z = np.linspace(-6.0, 11.0, 400)
+    q = soft_clip(z)
+    assert q.min() >= 0.0 and q.max() <= 5.0
+    assert (np.diff(q) > 0).all()  # no two texts tie at a bound
+    mid = (z >= 0.5) & (z <= 4.5)
+    assert np.allclose(q[mid], z[mid])  # the scale is unchanged in the middle (the 2.5 floor means the same)
+
+
+def test_question_position_sees_a_question_moved_after_its_answer():
+    qa = "Can I take ibuprofen with a cold? Yes, for a few days. Take it with food. Stop if your stomach hurts."
+    moved = "Yes, for a few days. Take it with food. Can I take ibuprofen with a cold? Stop if your stomach hurts."
+    assert question_position(qa) == 0.0 < question_position(moved)
+    assert np.isnan(question_position("No question here. None at all. Really none here. Nope, none."))

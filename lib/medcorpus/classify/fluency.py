@@ -119,6 +119,16 @@ class CharLM:
         lp = self.char_logprobs(codes)
         return lp[starts[1:] - 1]  # the BOUNDARY that follows each tail
 
+    def word_end_logprobs(self, texts: Sequence[str], tail_chars: int = 8) -> np.ndarray:
+        """log10 P(a space | the text's last characters, its final punctuation set aside): is the last word
+        complete? Low for English cut in the middle of a word ("treatm")."""
+        if not texts:
+            return np.zeros(0)
+        tails = [t.rstrip().rstrip(".,;:!?\"')]}…。！？；：”’）】」』》")[-tail_chars:] + " " for t in texts]
+        codes, starts = codes_of(tails + [""], tail_chars + 1)
+        lp = self.char_logprobs(codes)
+        return lp[starts[1:] - 2]  # the space after each tail
+
     def score(self, texts: Sequence[str], max_chars: int = 3000) -> tuple[np.ndarray, np.ndarray]:
         """(mean log10 P per character, mean over the worst ``tail_frac`` of windows) per text; 0 for empty."""
         n = len(texts)

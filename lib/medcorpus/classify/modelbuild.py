@@ -1,7 +1,7 @@
 """``make models``: train the shipped default models on the labelled real data, and validate them honestly.
 
     python -m medcorpus.classify.modelbuild build --shared-data ../shared/data --out models
-    python -m medcorpus.classify.modelbuild validate --shared-data ../shared/data --json bench/extraction.json
+    python -m medcorpus.classify.modelbuild report --out models   # the README figures, from each model.json
 
 **Domain classifier.** Every labelled source of ``../shared/data`` (medical vs general by source, see
 :mod:`medcorpus.classify.labelled`), at most ``cap`` documents each. Validation is leave-one-source-out: each source
@@ -323,9 +323,46 @@ def _stored_validation(folder: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")).get("validation") if path.exists() else None
 
 
+def markdown(models: Path) -> str:
+    """The README's "Extraction quality" figures, rendered from the validation stored in each model.json."""
+    lines: list[str] = []
+    dom, rat = _stored_validation(models / "domain"), _stored_validation(models / "rater")
+    for name in ("domain", "rater"):
+        meta = json.loads((models / name / "model.json").read_text(encoding="utf-8"))
+        lines.append(f"- `{name}`: `{meta['model_version']}`")
+    if dom:
+        o, by = dom["overall"], dom["by_language"]
+        lines += ["", f"Overall P {o['precision']} R {o['recall']} F1 **{o['f1']}** (n={o['n']}); "
+                  + "; ".join(f"{k} F1 **{v['f1']}** (P {v['precision']}, R {v['recall']})" for k, v in by.items())
+                  + f"; ROC AUC {dom['roc_auc']}; Platt a={dom['calibration']['a']}, b={dom['calibration']['b']}.",
+                  "", "| source | label | script | docs | predicted medical |", "|---|---|---|---|---|"]
+        for s, v in dom["per_source"].items():
+            lines.append(f"| {s} | {v['label']} | {v['script']} | {v['n']} | {100 * v['predicted_medical']:.1f}% |")
+        lines += ["", "| p_medical bin | docs | mean p | observed medical |", "|---|---|---|---|"]
+        lines += [f"| {r['bin']} | {r['n']} | {r['mean_p']} | {r['observed_medical']} |" for r in dom["reliability"]]
+    if rat:
+        lines += ["", "| degradation | pairs | original ranked higher | mean original | mean twin |",
+                  "|---|---|---|---|---|"]
+        for k, v in rat["degradation_pairs"].items():
+            win = "n/a" if v["original_wins"] is None else f"{100 * v['original_wins']:.1f}%"
+            lines.append(f"| {k} | {v['pairs']} | {win} | {v['mean_original']} | {v['mean_twin']} |")
+        lines += ["", "| source | docs | mean quality | ≥ 2.5 | Spearman(quality, log length) |", "|---|---|---|---|---|"]
+        for s, v in rat["per_source"].items():
+            lines.append(f"| {s} | {v['n']} | {v['mean_quality']} | {100 * v['pass_2_5']:.0f}% | "
+                         f"{v['spearman_log_length']} |")
+        t = rat["targets"]
+        lines += ["", f"Worst degradation {t['degradation_min_win']['value']} (below 0.95: "
+                  f"{t['degradation_min_win']['below_target'] or 'none'}); |Spearman| over 0.3: "
+                  f"{t['max_abs_spearman_length']['over_target'] or 'none'}; zh − en COVID gap "
+                  f"{rat['parity_covid_zh_minus_en']}."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m medcorpus.classify.modelbuild", description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=["build"])
+    ap.add_argument("command", choices=["build", "report"],
+                    help="build: train, validate and write the models; report: print the README figures (markdown) "
+                         "from the validation stored in --out/*/model.json")
     ap.add_argument("--shared-data", default=str(REPO_ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(REPO_ROOT / "models"))
     ap.add_argument("--cap", type=int, default=2000, help="most documents per source")
@@ -333,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["domain", "rater"], default=None, help="rebuild one model, keep the other")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    if args.command == "report":
+        print(markdown(Path(args.out)), end="")
+        return 0
     shared = Path(args.shared_data)
     if not shared.is_dir():
         print(f"error: shared data folder not found: {shared}", file=sys.stderr)

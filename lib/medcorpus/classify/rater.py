@@ -11,19 +11,28 @@ learns the source (length, language, register) instead of quality. This rater on
 quality that do not depend on topic**:
 
 * ``fluency`` / ``fluency_tail``: mean and worst-window log10 probability per character under a character
-  n-gram model of edited reference text (:mod:`medcorpus.classify.fluency`), standardised per script (Han vs other)
-  against the reference documents, so Chinese and English text of the same quality score alike;
-* ``cohesion``: how much more adjacent sentences share words than distant ones (lost order drops it);
-  ``lead``: whether the first sentence (a title, the question) shares more with the rest than the others;
-  ``order_breaks``: list numbers or ordinals out of order, or a text opening with a back-referring connective;
-* ``ends_cleanly`` / ``end_prob``: the text ends with sentence-final punctuation, and the fluency model's
-  probability that a text ends after its last characters (a document cut mid-sentence does neither);
+  n-gram model of edited reference text (:mod:`medcorpus.classify.fluency`), standardised per script (Han vs
+  other) against the reference documents, so Chinese and English text of the same quality score alike;
+* ``cohesion`` / ``coherence``: how much more adjacent sentences share words than distant ones, and than
+  every pair further apart (a permutation baseline; lost order drops both); ``lead``: whether the first
+  sentence (a title, the question) shares more with the rest than the others; ``title_lead``: a short first
+  line over a longer body; ``question_position``: where the questions stand (a question precedes its
+  answer, a title question comes first); ``order_breaks``: list numbers or ordinals out of order, or a text
+  opening with a back-referring connective; ``bracket_breaks``: brackets and quotes closed before they open
+  or never closed (a quote split across reordered sentences, a text cut inside brackets). The order signals
+  are undefined for a text of fewer than 4 sentences (or 3 lines, or with no question): the rater then uses
+  the pair originals' mean per script, so a short text is not marked down for being short;
+* ``ends_cleanly`` / ``end_prob`` / ``word_complete``: the text ends with sentence-final punctuation, the
+  fluency model's probability that a text ends after its last characters, and (Latin script) that a word
+  ends there (a document cut mid-sentence or mid-word does none of these);
 * ``spam``, ``boilerplate``, ``noise``, ``repetition``, ``stuffing``: densities of ad/SEO cues, navigation
-  lines, OCR noise and mojibake, repeated lines and long n-grams, and the share of the most repeated word.
+  lines, OCR noise and mojibake, repeated lines and long n-grams (one passage restated before new text, a
+  question repeated as the title of its answer, is not counted), and the share of the most repeated word.
 
-The weights come from pairs (an original document and its degraded twin, :mod:`medcorpus.classify.degrade`): a
-logistic regression on feature differences learns which direction each signal should push, and a linear
-map puts the originals' median at 3.75 and the twins' median at 1.25. ``train-rater`` on annotated scores
+The weights come from pairs (an original document and its degraded twin, :mod:`medcorpus.classify.degrade`):
+a logistic regression on feature differences learns which direction each signal should push, and a linear
+map puts the originals' median at 3.75 and the twins' median at 1.25 (bent smoothly into 0..5 at the ends,
+:func:`soft_clip`). ``train-rater`` on annotated scores
 (LLM or human) refits the weights on the same features by least squares.
 """
 
@@ -42,11 +51,14 @@ from medcorpus.text.script import NOT_HAN_RUN as _NOT_HAN
 from medcorpus.text.script import mostly_han
 
 RATER_FEATURES = ("fluency", "fluency_tail", "cohesion", "lead", "order_breaks", "ends_cleanly", "end_prob",
-                  "spam", "boilerplate", "noise", "repetition", "repetition3", "stuffing", "log_length")
+                  "spam", "boilerplate", "noise", "repetition", "repetition3", "stuffing", "coherence", "title_lead",
+                  "bracket_breaks", "word_complete", "question_position", "log_length")
 # A fixed, small weight on log10(characters) breaks ties for a document cut short (a cut that happens to end
 # cleanly looks like its original on every other signal). 0.08 per tenfold length: a 3,000-character text
 # gains 0.12 over a 100-character one, too little to order a source by length.
 LENGTH_TIEBREAK = 0.08
+SHRINK_SENTENCES = 3.0  # see ScriptStats: sentence-overlap signals of short texts are shrunk to the mean
+_SHRUNK = tuple(RATER_FEATURES.index(n) for n in ("cohesion", "lead", "coherence"))
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
 _SENT = re.compile(r"(?<=[。！？!?；;…])|(?<=[.])(?=\s)|\n")
 _END_OK = re.compile(r"[。！？!?…\.\"'”’」』）)\]】》>~～]\s*$")
@@ -87,9 +99,10 @@ def _overlap(a: set[str], b: set[str]) -> float:
 
 
 def cohesion(units: list[set[str]]) -> float:
-    """Mean overlap of adjacent sentences minus that of sentences 3, 5 and 8 apart (0 with < 4 sentences)."""
+    """Mean overlap of adjacent sentences minus that of sentences 3, 5 and 8 apart (undefined, NaN, with < 4
+    sentences: the rater then uses the reference value, so a short text is not marked down for being short)."""
     if len(units) < 4:
-        return 0.0
+        return float("nan")
     near = [_overlap(units[i], units[i + 1]) for i in range(len(units) - 1)]
     far = [_overlap(units[i], units[i + k]) for k in (3, 5, 8) for i in range(len(units) - k)]
     return float(np.mean(near) - (np.mean(far) if far else 0.0))
@@ -97,9 +110,10 @@ def cohesion(units: list[set[str]]) -> float:
 
 def lead(units: list[set[str]]) -> float:
     """How much more the first sentence shares with the rest than an average sentence does (a title or a
-    question that the text answers comes first; after shuffling, a random sentence does)."""
+    question that the text answers comes first; after shuffling, a random sentence does). NaN with < 4
+    sentences."""
     if len(units) < 4:
-        return 0.0
+        return float("nan")
     every: Counter[str] = Counter(x for u in units for x in u)
     shares = [sum(1 for x in u if every[x] > 1) / len(u) for u in units]
     return float(shares[0] - np.mean(shares))
@@ -132,13 +146,101 @@ def order_breaks(text: str) -> float:
     return float(min(1.0, score + (0.5 if _OPENER.match(text) else 0.0)))
 
 
+def coherence(units: list[set[str]]) -> float:
+    """Mean overlap of adjacent sentences minus the mean overlap of every pair further apart (a permutation
+    baseline: after shuffling, adjacent sentences share no more than any two do). NaN with < 4 sentences."""
+    n = len(units)
+    if n < 4:
+        return float("nan")
+    near = [_overlap(units[i], units[i + 1]) for i in range(n - 1)]
+    far = [_overlap(units[i], units[j]) for i in range(n) for j in range(i + 2, n)]
+    return float(np.mean(near) - np.mean(far))
+
+
+def title_lead(text: str) -> float:
+    """A short first line (a title, a heading, a question) over a longer body: 1 - len(first line) / median
+    line length, clipped to 0..1 (NaN for a text of fewer than 3 lines). Lost order puts a body sentence first."""
+    lines = [ln.strip() for ln in text[:MAX_CHARS].split("\n") if ln.strip()]
+    if len(lines) < 3:
+        return float("nan")
+    med = float(np.median([len(ln) for ln in lines[1:]]))
+    return float(np.clip(1.0 - len(lines[0]) / max(med, 1.0), 0.0, 1.0))
+
+
+_OPENERS = "（(“「《【["
+_CLOSERS = "）)”」》】]"
+_PAIR = {c: o for o, c in zip(_OPENERS, _CLOSERS)}
+_BRACKET = re.compile("[" + re.escape(_OPENERS + _CLOSERS) + "]")
+
+
+def bracket_breaks(text: str) -> float:
+    """Paired punctuation out of order: closers with no opener before them and openers never closed, per
+    pair (a bracket or quote split across sentences that were reordered, or a text cut inside one)."""
+    stack: list[str] = []
+    errors = 0
+    n = 0
+    for m in _BRACKET.finditer(text[:MAX_CHARS]):
+        c = m.group(0)
+        n += 1
+        if c in _OPENERS:
+            stack.append(c)
+        elif stack and stack[-1] == _PAIR[c]:
+            stack.pop()
+        elif _PAIR[c] in stack:
+            while stack and stack[-1] != _PAIR[c]:
+                stack.pop()
+                errors += 1
+            stack.pop()
+        else:
+            errors += 1
+    errors += len(stack)
+    return float(min(1.0, 2.0 * errors / max(n, 2)))
+
+
+_QUESTION_END = re.compile(r"[?？]\s*$")
+
+
+def question_position(text: str) -> float:
+    """Mean relative position (0 = first sentence, 1 = last) of the sentences that ask a question, among the
+    first MAX_SENTENCES: a question precedes its answer, a title question comes first. NaN with no question
+    or fewer than 4 sentences."""
+    sents = [s for s in _SENT.split(text[:MAX_CHARS]) if s and len(s.strip()) > 3][:MAX_SENTENCES]
+    if len(sents) < 4:
+        return float("nan")
+    pos = [i / (len(sents) - 1) for i, s in enumerate(sents) if _QUESTION_END.search(s)]
+    return float(np.mean(pos)) if pos else float("nan")
+
+
 def _density(pattern: re.Pattern[str], text: str) -> float:
     return float(np.log1p(1000.0 * len(pattern.findall(text)) / max(len(text), 1)))
 
 
+def restated_once(text: str) -> str:
+    """``text`` without the second copy of a passage stated twice when the restatement is followed by new
+    text at least as long as the passage (a question repeated as the title of its answer, a description
+    quoted before the dialogue). Only one such passage is forgiven; a block pasted again at the end, or
+    several repeated blocks, are left as they are."""
+    lines = [ln.strip() for ln in text.split("\n")]
+    counts = Counter(ln for ln in lines if len(ln) >= 8)
+    twice = [ln for ln, c in counts.items() if c == 2]
+    if len(twice) != 1 or any(c > 2 for c in counts.values()):
+        return text
+    passage = twice[0]
+    second = [i for i, ln in enumerate(lines) if ln == passage][1]
+    after = sum(len(ln) for ln in lines[second + 1:] if counts.get(ln, 0) < 2)
+    if after < len(passage):
+        return text
+    return "\n".join(lines[:second] + lines[second + 1:])
+
+
 def repetition(text: str, han: bool, tokens: str | list[str]) -> tuple[float, float]:
     """Shares of the text in repeated lines or long n-grams (12 Han chars / 5 words): seen twice, and seen
-    three or more times (a question restated once is mild; a paragraph pasted three times is spam)."""
+    three or more times (a question restated once is mild; a paragraph pasted three times is spam). One
+    passage restated before new text (:func:`restated_once`) is not counted."""
+    kept = restated_once(text)
+    if kept is not text:
+        text = kept
+        tokens = _NOT_HAN.sub("", text) if han else _WORD.findall(text.lower())
     lines = [ln.strip() for ln in text.split("\n") if len(ln.strip()) >= 8]
     counts = Counter(lines)
     total = max(sum(len(ln) for ln in lines), 1)
@@ -169,11 +271,13 @@ def stuffing(han: bool, tokens: str | list[str]) -> float:
 
 
 def raw_features(texts: Sequence[str], lm: CharLM) -> np.ndarray:
-    """(n, len(RATER_FEATURES)) before per-script standardisation of the fluency columns; col -1 = is_han."""
+    """(n, len(RATER_FEATURES) + 2) before :meth:`ScriptStats.standardise`; col -2 = number of sentences
+    (capped at MAX_SENTENCES), col -1 = is_han."""
     heads = [(t or "")[:MAX_CHARS] for t in texts]
     mean, tail = lm.score(heads, MAX_CHARS)
     ends = lm.end_logprobs([t or "" for t in texts])
-    out = np.zeros((len(heads), len(RATER_FEATURES) + 1))
+    words_end = lm.word_end_logprobs([t or "" for t in texts])
+    out = np.zeros((len(heads), len(RATER_FEATURES) + 2))
     for i, t in enumerate(heads):
         han = mostly_han(t)
         nonspace = max(len(t) - len(_SPACE.findall(t)), 1)
@@ -186,24 +290,55 @@ def raw_features(texts: Sequence[str], lm: CharLM) -> np.ndarray:
         out[i] = [mean[i], tail[i], cohesion(units), lead(units), order_breaks(t), clean_end,
                   max(float(ends[i]), -6.0) / 6.0 + 1.0, _density(_SPAM, t),
                   nav_lines, len(_NOISE.findall(t)) / nonspace * 10, *repetition(t, han, tokens), stuffing(han, tokens),
+                  coherence(units), title_lead(t), bracket_breaks(texts[i] or ""),
+                  1.0 if han else max(float(words_end[i]), -6.0) / 6.0 + 1.0, question_position(t),
                   float(np.log10(max(len(texts[i] or ""), 10))),
-                  1.0 if han else 0.0]
+                  float(len(units)), 1.0 if han else 0.0]
     return out
 
 
 @dataclass
 class ScriptStats:
-    """Mean and standard deviation of the two fluency columns on the reference documents, per script."""
+    """Per script (Han / other), from the pair originals: mean and standard deviation of the two fluency
+    columns, and the mean of every feature, used in place of a feature that a text is too short to define
+    (cohesion, lead, coherence, title_lead on a text of fewer than 4 sentences or 3 lines): a short text is
+    then rated like a typical text on those signals instead of being marked down for its length. The
+    sentence-overlap signals (cohesion, lead, coherence) of a text of n sentences are shrunk towards that
+    mean by (n - 3) / (n - 3 + SHRINK_SENTENCES): measured on four or five sentences they are mostly noise,
+    and a fifth sentence should not move the score more than the fiftieth."""
 
     han: np.ndarray  # (2, 2): rows mean/std, cols fluency/fluency_tail
     other: np.ndarray
+    impute: np.ndarray  # (2, len(RATER_FEATURES)): rows Han / other
 
     def standardise(self, raw: np.ndarray) -> np.ndarray:
         out = raw[:, : len(RATER_FEATURES)].copy()
         is_han = raw[:, -1] > 0.5
-        for mask, st in ((is_han, self.han), (~is_han, self.other)):
-            out[mask, 0:2] = (raw[mask, 0:2] - st[0]) / np.maximum(st[1], 1e-6)
+        n_sent = np.maximum(raw[:, -2] - 3.0, 0.0)
+        trust = n_sent / (n_sent + SHRINK_SENTENCES)
+        for row, (mask, st) in enumerate(((is_han, self.han), (~is_han, self.other))):
+            block = out[mask]
+            missing = np.isnan(block)
+            block[missing] = np.broadcast_to(self.impute[row], block.shape)[missing]
+            t = trust[mask]
+            for col in _SHRUNK:
+                block[:, col] = t * block[:, col] + (1.0 - t) * self.impute[row, col]
+            block[:, 0:2] = (block[:, 0:2] - st[0]) / np.maximum(st[1], 1e-6)
+            out[mask] = block
         return np.clip(out, -12, 12)
+
+
+def soft_clip(z: np.ndarray, lo: float = 0.5, hi: float = 4.5) -> np.ndarray:
+    """The linear score kept inside 0..5 without flattening its ends: unchanged between ``lo`` and ``hi``,
+    bent smoothly (tanh) towards 0 and 5 beyond. Strictly increasing, so two very good (or very bad) texts
+    keep their order instead of tying at the bound (a hard clip at 5 made an excellent document and its
+    truncated twin both 5.0)."""
+    z = np.asarray(z, dtype=np.float64)
+    out = z.copy()
+    up, down = z > hi, z < lo
+    out[up] = hi + (5.0 - hi) * np.tanh((z[up] - hi) / (5.0 - hi))
+    out[down] = lo - lo * np.tanh((lo - z[down]) / lo)
+    return out
 
 
 @dataclass
@@ -218,7 +353,7 @@ class QualityRater:
         return self.stats.standardise(raw_features(texts, self.lm))
 
     def predict_features(self, feats: np.ndarray) -> np.ndarray:
-        return np.clip(feats @ self.coef + self.intercept, 0.0, 5.0)
+        return soft_clip(feats @ self.coef + self.intercept)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         empty = np.array([not (t or "").strip() for t in texts])
@@ -227,6 +362,7 @@ class QualityRater:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {**self.lm.arrays(), "stats_han": self.stats.han, "stats_other": self.stats.other,
+                "stats_impute": self.stats.impute,
                 "coef": self.coef.astype(np.float64), "intercept": np.array([self.intercept], dtype=np.float64),
                 "feature_names": np.array(RATER_FEATURES, dtype="U32")}
 
@@ -235,7 +371,7 @@ class QualityRater:
         names = tuple(str(x) for x in a["feature_names"])
         if names != RATER_FEATURES:
             raise ValueError(f"rater features {names} differ from this code's {RATER_FEATURES}")
-        return cls(CharLM.from_arrays(a), ScriptStats(a["stats_han"], a["stats_other"]), a["coef"],
+        return cls(CharLM.from_arrays(a), ScriptStats(a["stats_han"], a["stats_other"], a["stats_impute"]), a["coef"],
                    float(a["intercept"][0]), meta)
 
 
@@ -243,12 +379,17 @@ class QualityRater:
 # training
 # ---------------------------------------------------------------------------------------------------
 def script_stats(raw: np.ndarray) -> ScriptStats:
-    def stats(mask: np.ndarray) -> np.ndarray:
-        x = raw[mask, 0:2] if mask.any() else raw[:, 0:2]
-        return np.vstack([x.mean(axis=0), x.std(axis=0) + 1e-6])
-
     is_han = raw[:, -1] > 0.5
-    return ScriptStats(stats(is_han), stats(~is_han))
+    feats = raw[:, : len(RATER_FEATURES)]
+
+    def stats(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = feats[mask] if mask.any() else feats
+        means = np.nan_to_num(np.nanmean(np.where(np.isnan(x).all(axis=0), 0.0, x), axis=0))
+        fl = np.where(np.isnan(x[:, 0:2]), means[0:2], x[:, 0:2])
+        return np.vstack([fl.mean(axis=0), fl.std(axis=0) + 1e-6]), means
+
+    (han, han_means), (other, other_means) = stats(is_han), stats(~is_han)
+    return ScriptStats(han, other, np.vstack([han_means, other_means]))
 
 
 def fit_pairwise(orig: np.ndarray, twin: np.ndarray, c: float = 1.0) -> tuple[np.ndarray, float]:
