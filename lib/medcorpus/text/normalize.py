@@ -31,6 +31,10 @@ _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 _OTHER_LETTER = re.compile(r"[\u0400-\u04ff\u0590-\u06ff\u0900-\u097f\u0e00-\u0e7f]")
+_HAN_RUN = re.compile(_HAN.pattern + "+")
+_KANA_RUN = re.compile(_KANA.pattern + "+")
+_HANGUL_RUN = re.compile(_HANGUL.pattern + "+")
+_OTHER_LETTER_RUN = re.compile(_OTHER_LETTER.pattern + "+")
 
 EN_STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being below
@@ -55,10 +59,11 @@ def guess_language(text: str, min_confidence: float = 0.5) -> LangGuess:
     ``zh`` and an English text quoting a Chinese term stays ``en``.
     """
     sample = text[:20000]
-    han = len(_HAN.findall(sample))
-    kana = len(_KANA.findall(sample))
-    hangul = len(_HANGUL.findall(sample))
-    other = len(_OTHER_LETTER.findall(sample))
+    # characters counted as the lengths of runs: one string per run instead of one per character
+    han = sum(map(len, _HAN_RUN.findall(sample)))
+    kana = sum(map(len, _KANA_RUN.findall(sample))) if _KANA.search(sample) else 0
+    hangul = sum(map(len, _HANGUL_RUN.findall(sample))) if _HANGUL.search(sample) else 0
+    other = sum(map(len, _OTHER_LETTER_RUN.findall(sample))) if _OTHER_LETTER.search(sample) else 0
     words = _LATIN_WORD.findall(sample)
     latin_units = len(words)
     total = han + kana + hangul + other + latin_units
@@ -71,7 +76,7 @@ def guess_language(text: str, min_confidence: float = 0.5) -> LangGuess:
         return _thresholded("zh", zh_share, min_confidence)
     latin_share = latin_units / total
     if latin_share >= 0.5:
-        stop = sum(1 for w in words if w.lower() in EN_STOPWORDS)
+        stop = sum(map(EN_STOPWORDS.__contains__, map(str.lower, words)))
         stop_ratio = stop / max(1, len(words))
         # English prose runs 30-50% function words; short titles have fewer, so scale gently
         english = min(1.0, stop_ratio / 0.2) if len(words) >= 8 else (0.6 if stop_ratio > 0 or _ascii_only(words) else 0.3)
@@ -123,6 +128,8 @@ def to_simplified(text: str, config_name: str, min_changed_ratio: float) -> tupl
 def normalize_unicode(text: str) -> str:
     if "&" in text:
         text = html.unescape(text)
+    if unicodedata.is_normalized("NFKC", text):  # most text: a quick check instead of a rebuilt copy
+        return text
     return unicodedata.normalize("NFKC", text)
 
 
