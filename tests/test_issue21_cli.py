@@ -138,3 +138,47 @@ def test_verify_finds_a_changed_a_missing_and_an_unlisted_file(tmp_path, capsys)
     assert "train-00000-of-00002.jsonl: sha256 differs" in out and "train-00001-of-00002.jsonl: missing" in out
     assert "sft/extra.jsonl: not in the manifest" in out
     assert main(["verify", "v1", str(tmp_path / "nowhere")]) == 2
+
+
+def test_two_exports_in_folders_of_the_same_name_do_not_share_the_datasets_cache(tmp_path):
+    """`datasets` keys its cache on the folder name and the card's configs, not on the files: the card's
+    per-subset rows and bytes keep another release's "jsonl" folder from being served from the cache."""
+    import datasets
+
+    from medcorpus.datasets.export import dataset_card
+
+    loaded = []
+    for release, n in (("a", 1), ("b", 2)):
+        base = tmp_path / release / "jsonl"
+        (base / "sft").mkdir(parents=True)
+        shard = base / "sft" / "train-00000-of-00001.jsonl"
+        shard.write_text("".join(json.dumps({"id": f"{release}{i}", "messages": [{"role": "user", "content": "q"}]})
+                                 + "\n" for i in range(n)))
+        manifest = {"release": release, "format": "jsonl",
+                    "files": [{"path": "sft/train-00000-of-00001.jsonl", "rows": n, "bytes": shard.stat().st_size}]}
+        (base / "README.md").write_text(dataset_card(manifest))
+        loaded.append(datasets.load_dataset(str(base), "sft", split="train", cache_dir=str(tmp_path / "cache"))["id"])
+    assert loaded == [["a0"], ["b0", "b1"]]
+
+
+def test_cluster_test_checks_every_stage_it_ran_and_echoes_driver_progress(tmp_path, capsys):
+    from medcorpus.cluster import check_summary, expected_stages, run_streaming
+
+    assert expected_stages("normalize") == ["ingest", "normalize"]
+    assert expected_stages(None)[-1] == "release" and "dedup" in expected_stages(None)
+    ok = {"in": 41, "out": 40, "q": 1}
+    row = {"rows_in": ok["in"], "rows_out": ok["out"], "rows_quarantined": ok["q"], "rows_removed": 0}
+    summary = {"run_log": {"ingest": row, "normalize": dict(row, rows_in=40, rows_quarantined=0)},
+               "raw_documents": 40, "documents": 40, "quarantine": 1}
+    assert check_summary(summary, expected_stages("normalize")) == []
+    problems = check_summary(summary, expected_stages("filter"))
+    assert any("lacks rows for stages ['filter']" in p for p in problems)
+    assert any(p.startswith("stage filter ran but its tables") and "clean_documents" in p for p in problems)
+
+    code = ("import sys, time; print('stdout line'); "
+            "print('00:00:01 INFO medcorpus.core.pipeline: stage dedup ...', file=sys.stderr, flush=True); "
+            "print('noise', file=sys.stderr)")
+    done = run_streaming([sys.executable, "-c", code], cwd=tmp_path, env=dict(__import__("os").environ), timeout=60)
+    assert done.returncode == 0 and done.stdout == "stdout line\n" and "noise" in done.stderr
+    echoed = capsys.readouterr().out
+    assert "[driver] 00:00:01 INFO medcorpus.core.pipeline: stage dedup ..." in echoed and "noise" not in echoed

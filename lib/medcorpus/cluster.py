@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from medcorpus.core.config import REPO_ROOT, Config, load_config
 
@@ -201,29 +202,85 @@ def submit_pipeline(cluster: StandaloneCluster, dist: Path, sources: list[str], 
         cmd += ["--until", until]
     log.info("spark-submit %s", " ".join(cmd[1:]))
     # run from dist so nothing of the checkout is on the driver's path but the submitted package
-    return subprocess.run(cmd, cwd=dist, env=_env(), capture_output=True, text=True, timeout=timeout)
+    return run_streaming(cmd, cwd=dist, env=_env(), timeout=timeout)
+
+
+#: Driver log lines echoed while spark-submit runs: stage starts/ends, validations, in-stage progress.
+PROGRESS_MARKERS = (" INFO medcorpus.core.pipeline:", " INFO medcorpus.core.runlog:", " INFO medcorpus.progress:",
+                    "[validate]", " ERROR ")
+
+
+def run_streaming(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """``subprocess.run(capture_output=True)`` that also echoes the driver's progress lines as they come."""
+    import threading
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out: list[str] = []
+    err: list[str] = []
+
+    def pump(stream: Any, sink: list[str], echo: bool) -> None:
+        for line in stream:
+            sink.append(line)
+            if echo and any(m in line for m in PROGRESS_MARKERS):
+                print(f"  [driver] {line.rstrip()[:240]}", flush=True)
+
+    threads = [threading.Thread(target=pump, args=(proc.stdout, out, False), daemon=True),
+               threading.Thread(target=pump, args=(proc.stderr, err, True), daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for t in threads:
+            t.join(timeout=10)
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), "".join(err))
+
+
+def expected_stages(until: str | None) -> list[str]:
+    """The stages ``medcorpus run --until`` runs, in order."""
+    from medcorpus.stages import pipeline_stages
+
+    stages = pipeline_stages()
+    return stages[: stages.index(until) + 1] if until in stages else stages
 
 
 def table_summary(warehouse: str, run_id: str) -> dict[str, object]:
-    """Rows per table and the run's run_log rows, read with delta-rs (no JVM)."""
+    """Rows per table of the warehouse and the run's run_log rows, read with delta-rs (no JVM)."""
     from deltalake import DeltaTable
 
+    from medcorpus.core.warehouse import all_table_names
+
     out: dict[str, object] = {}
-    for name in ("raw_documents", "documents", "quarantine"):
-        out[name] = DeltaTable(f"{warehouse}/{name}").to_pyarrow_table().num_rows
+    for name in all_table_names():
+        if DeltaTable.is_deltatable(f"{warehouse}/{name}") and name != "run_log":
+            out[name] = DeltaTable(f"{warehouse}/{name}").to_pyarrow_dataset().count_rows()
     runs = [r for r in DeltaTable(f"{warehouse}/run_log").to_pyarrow_table().to_pylist() if r["run_id"] == run_id]
     out["run_log"] = {r["stage"]: {k: r[k] for k in ("rows_in", "rows_out", "rows_quarantined", "rows_removed")}
                       for r in runs}
     return out
 
 
-def check_summary(summary: dict[str, object]) -> list[str]:
-    """Problems with what the submitted run wrote (empty list = fine)."""
+def check_summary(summary: dict[str, object], stages_run: list[str] | None = None) -> list[str]:
+    """Problems with what the submitted run wrote (empty list = fine): every stage it ran has a reconciling
+    run_log row, and every table those stages declare as outputs exists."""
     problems = []
     stages = summary["run_log"]
     assert isinstance(stages, dict)
-    if "ingest" not in stages or "normalize" not in stages:
-        problems.append(f"run_log lacks ingest/normalize rows: {sorted(stages)}")
+    wanted = stages_run or ["ingest", "normalize"]
+    missing = [s for s in wanted if s not in stages]
+    if missing:
+        problems.append(f"run_log lacks rows for stages {missing} (has {sorted(stages)})")
+    if stages_run:
+        from medcorpus.stages import STAGES
+
+        for stage in stages_run:
+            absent = [t for t in STAGES[stage].outputs if t not in summary]
+            if absent:
+                problems.append(f"stage {stage} ran but its tables {absent} do not exist")
     for stage, r in stages.items():
         if r["rows_in"] != r["rows_out"] + r["rows_quarantined"] + r["rows_removed"]:
             problems.append(f"{stage} does not reconcile: {r}")
@@ -260,7 +317,7 @@ def cluster_test(work: Path, until: str | None) -> int:
         print("cluster-test FAILED: the worker launched no executor", file=sys.stderr)
         return 1
     summary = table_summary(warehouse, "cluster-run")
-    problems = check_summary(summary)
+    problems = check_summary(summary, expected_stages(until))
     print(json.dumps({"summary": summary, "cluster_start_s": round(t_up - t0, 1),
                       "submit_s": round(t_done - t_up, 1), "executor_logs": len(executor_logs)}, indent=2))
     if problems:

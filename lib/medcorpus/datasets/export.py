@@ -192,12 +192,19 @@ def dataset_card(manifest: dict[str, Any], config: Any = None) -> str:
         {"config_name": s, "data_files": [{"split": "train", "path": f"{subsets[s]}/train-*.{fmt}"}]} for s in order]
     if configs:
         configs[0]["default"] = True
-    header = {"configs": configs, "language": ["zh", "en"], "tags": ["medical", "medcorpus"],
-              "pretty_name": f"medcorpus release {manifest.get('release', '?')}"}
     rows: dict[str, int] = {}
+    size: dict[str, int] = {}
     for f in files:
         key = f["path"].rsplit("/", 1)[0].replace("/", "_")
         rows[key] = rows.get(key, 0) + int(f.get("rows", 0))
+        size[key] = size.get(key, 0) + int(f.get("bytes", 0))
+    # rows and bytes per subset: `datasets` checks the row counts, and they key its cache (which otherwise
+    # reuses a folder of the same name, e.g. another release's "jsonl", without looking at the files)
+    infos = [{"config_name": s, "download_size": size.get(s, 0),
+              "splits": [{"name": "train", "num_examples": rows.get(s, 0), "num_bytes": size.get(s, 0)}]}
+             for s in order]
+    header = {"configs": configs, "dataset_info": infos, "language": ["zh", "en"], "tags": ["medical", "medcorpus"],
+              "pretty_name": f"medcorpus release {manifest.get('release', '?')}"}
     est = manifest.get("token_counts", {})
     real = (manifest.get("tokenizer") or {}).get("counts", {})
     lines = ["---", yaml.safe_dump(header, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
@@ -235,8 +242,10 @@ def dataset_card(manifest: dict[str, Any], config: Any = None) -> str:
                   f"rejected one (shorter in {lengths['chosen_shorter']}); mean length {lengths['mean_chosen_chars']} "
                   f"vs {lengths['mean_rejected_chars']} characters (ratio {lengths['mean_length_ratio']}, median "
                   f"{lengths['median_length_ratio']}). DPO can learn to prefer length itself; "
-                  "`preference_balanced` (export `--length-balanced`) holds as many chosen-shorter as chosen-longer "
-                  "pairs."]
+                  + ("`preference_balanced` (export `--length-balanced`) holds as many chosen-shorter as "
+                     "chosen-longer pairs." if lengths["chosen_longer"] and lengths["chosen_shorter"] else
+                     "no length-balanced selection is possible here (every pair leans the same way): prefer "
+                     "rejected answers of comparable length, or length-normalised DPO.")]
     lines += ["", "## Sources, licences, filters", ""]
     lines += _provenance(config)
     return "\n".join(lines) + "\n"

@@ -462,7 +462,12 @@ def _write_release_files(ctx: Any, name: str, fmt: str, rel: dict[str, Any], tmp
     if balanced:
         chosen = ex.length_balanced(pref, ctx.config.datasets.seed).persist()
         try:
-            shards(ex.conversational_preference(chosen, sft), chosen.count(), "preference_balanced")
+            n_balanced = chosen.count()
+            if n_balanced:
+                shards(ex.conversational_preference(chosen, sft), n_balanced, "preference_balanced")
+            else:  # an empty subset would only fail the trainer's loader
+                log.warning("export %s: no length-balanced selection: in every pair chosen is longer (or every one "
+                            "shorter) than rejected", name)
         finally:
             chosen.unpersist()
     pretrain = _read_at(ctx, "pretrain", versions["pretrain"])
