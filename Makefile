@@ -57,7 +57,7 @@ $(VENV)/.installed-bench: $(STAMP)
 	touch $@
 
 bench: setup $(VENV)/.installed-bench
-	$(PY) bench/run.py --out bench/results.json
+	$(PY) bench/run.py --out bench/results.json $(BENCH_ARGS)
 
 # Spark standalone master + worker on 127.0.0.1 from the pyspark distribution; spark-submit
 # jobs/pipeline.py packaged as a zip; check the tables; stop. Then the suite's cluster test.

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(HERE / "results.json"))
     parser.add_argument("--only", action="append", default=[], help="bench name(s), e.g. dedup")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--scale-sizes", help="bench_scale's corpus sizes in characters, e.g. 1e6,4e6 "
+                        "(default 25e6,100e6; --quick 1e6,4e6)")
     args = parser.parse_args(argv)
 
     from medcorpus.core.config import load_config
