@@ -297,3 +297,17 @@ def test_data_docs_name_the_run_describe_sql_checks_and_have_an_offline_index(sp
         "stage": "sft", "rows_in": 5, "rows_out": 2, "rows_quarantined": 0, "rows_removed": 3, "seconds": None,
         "table_version": None, "removed_by_reason": {"confilter_high": 1, "deita_low": 2}}
     assert [v["table"] for v in stats["validations"]] == ["preference"]
+
+
+def test_progress_inside_a_stage_comes_from_the_status_tracker(spark, caplog):
+    import logging
+
+    from medcorpus.core.progress import SparkProgress, progress_line
+
+    assert progress_line(spark, "idle") is None
+    slow = lambda x: time.sleep(1.5) or x  # noqa: E731 - a job long enough to be seen running
+    with caplog.at_level(logging.INFO, logger="medcorpus.progress"), SparkProgress(spark, "demo", every=0.3) as p:
+        assert spark.sparkContext.parallelize(range(6), 6).map(slow).count() == 6
+    assert p.lines and all(line.startswith("demo: Spark job ") for line in p.lines)
+    assert any("/6 tasks done" in line for line in p.lines)
+    assert any("demo: Spark job" in r.getMessage() for r in caplog.records)
