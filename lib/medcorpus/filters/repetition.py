@@ -116,8 +116,8 @@ def tokens(text: str, english: bool, max_tokens: int) -> tuple[str, list[int]] |
             lengths.append(len(m.group()))
         return c
 
-    coded = _ASCII_RUN_ALL.sub(code, head)
-    seq = "".join(_zh_token_re(coded=True).findall(coded)[:max_tokens])
+    coded_head = _ASCII_RUN_ALL.sub(code, head)
+    seq = "".join(_zh_token_re(coded=True).findall(coded_head)[:max_tokens])
     if len(runs) >= _CODE_LIMIT:
         return None
     arr = np.frombuffer(seq.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
