@@ -6,6 +6,13 @@ characters, where Spark's fixed cost per job dominates) and the mixed corpus (th
 characters from every other source in ../shared/data and edited copies: ~73k documents, ~40M characters);
 then medcorpus alone on 1/8, 1/4, 1/2 and all of the mixed corpus (1x/2x/4x/8x).
 
+Peers run with: datasketch at its defaults (``MinHash(num_perm=128, seed=1)``, ``MinHashLSH(threshold=0.7)``),
+single process; datatrove's MinhashConfig defaults (5-grams, 14 buckets x 8 hashes). ``compare`` times
+medcorpus's transforms inside the bench's warm session (no Delta I/O, no stats) against datasketch's
+in-process loop; ``processes`` is the honest figure: ``medcorpus dedup`` as a fresh process (JVM start,
+Delta reads and writes, stats, validation) against datasketch as a whole process on the mixed corpus
+(>= 25M characters), with the issue's two quality figures for both.
+
 Quality is measured against the brute-force exact Jaccard of medcorpus's shingles (>= threshold):
 ``pairs`` = verified duplicate pairs (medcorpus) or LSH candidate pairs (datasketch); ``cluster_pairs`` =
 every pair of documents put in the same cluster (all three tools; datatrove exposes only clusters).
@@ -38,6 +45,7 @@ sys.path.insert(0, str(HERE))
 from dedup_corpus import build_corpus, build_mixed_corpus, lang_of, pair_scores, true_pairs  # noqa: E402
 
 SHARED = Path(os.environ.get("MEDCORPUS_SHARED_DATA", HERE.parents[1] / "shared" / "data"))
+DATASKETCH_NUM_PERM = 128  # datasketch's default
 
 
 def _cluster_pairs(labels: dict[str, str]) -> set[tuple[str, str]]:
@@ -93,7 +101,8 @@ def run_datasketch(corpus, cfg) -> dict:
     from medcorpus.text.ngrams import WORD as _WORD
 
     t0 = time.perf_counter()
-    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+    # datasketch at its defaults (128 permutations; the issue's point: 256 made it look 2x slower than it is)
+    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=DATASKETCH_NUM_PERM)
     sigs = {}
     for doc_id, _, text in corpus:
         if lang_of(text) == "zh":
@@ -102,7 +111,7 @@ def run_datasketch(corpus, cfg) -> dict:
         else:
             w = _WORD.findall(text.lower())
             grams = {" ".join(w[i : i + cfg.en_shingle_words]) for i in range(max(1, len(w) - cfg.en_shingle_words + 1))}
-        m = MinHash(num_perm=cfg.num_perm, seed=1)
+        m = MinHash(num_perm=DATASKETCH_NUM_PERM, seed=1)
         m.update_batch([g.encode("utf-8") for g in grams])
         lsh.insert(doc_id, m)
         sigs[doc_id] = m
@@ -231,6 +240,110 @@ def compare(spark, corpus, cfg, work: Path, cores: int, with_components: bool) -
     return out
 
 
+def _scored_documents_table(spark, corpus, root: Path) -> None:
+    """A warehouse holding ``corpus`` as scored_documents (setup of the process comparison, not timed)."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from medcorpus.core.warehouse import Warehouse, table_spec
+
+    pdf = pd.DataFrame(corpus, columns=["doc_id", "source", "text"])
+    pdf["lang"] = [lang_of(t) for t in pdf["text"]]
+    pdf["char_count"] = pdf["text"].str.len()
+    df = spark.createDataFrame(pdf)
+    defaults = {T.StringType: F.lit("bench"), T.BooleanType: F.lit(False), T.TimestampType: F.current_timestamp()}
+    cols = []
+    for f in table_spec("scored_documents").schema.fields:
+        if f.name in df.columns:
+            col = F.col(f.name)
+        elif f.nullable:
+            col = F.lit(None)
+        elif type(f.dataType) in defaults:
+            col = defaults[type(f.dataType)]
+        elif isinstance(f.dataType, (T.MapType, T.ArrayType)):
+            col = F.create_map() if isinstance(f.dataType, T.MapType) else F.array()
+        else:
+            col = F.lit(0.5 if f.name == "quality_score" else 0)
+        cols.append(col.cast(f.dataType).alias(f.name))
+    wh = Warehouse(spark, str(root), run_id="bench-setup", config_hash="bench")
+    wh.append_rows("scored_documents", df.select(cols), stage="classify")
+
+
+def _removal_quality(labels: dict[str, str], truth: set[tuple[str, str]]) -> dict:
+    """The issue's two quality figures: the share of removed documents that are not a true near duplicate
+    (Jaccard >= threshold by brute force) of the document kept in their place, and the share of true pairs
+    of which both documents survive."""
+    removed = [(d, k) for d, k in labels.items() if d != k]
+    wrong = sum(1 for d, k in removed if (min(d, k), max(d, k)) not in truth)
+    survive = sum(1 for a, b in truth if labels.get(a, a) == a and labels.get(b, b) == b)
+    return {"removed": len(removed), "removed_below_threshold_share": round(wrong / max(1, len(removed)), 4),
+            "true_pairs_surviving_share": round(survive / max(1, len(truth)), 4)}
+
+
+def compare_processes(spark, corpus, cfg, work: Path, cores: int) -> dict:
+    """``medcorpus dedup`` and datasketch each as a whole process on the same corpus, wall time as a user
+    sees it. medcorpus: a fresh ``python -m medcorpus.cli dedup`` (its JVM start, the Delta read of
+    scored_documents, MinHash, LSH, verification, clustering, the writes of dedup_clusters,
+    unique_documents, dedup_signatures and dedup_stats, GX validation and the run log) with
+    ``spark.master=local[cores]`` and the default config (256 permutations, 32x5 bands, exact
+    verification, greedy clustering). datasketch: its defaults (``MinHash(num_perm=128)``,
+    ``MinHashLSH(threshold=0.7)``), one Python process reading the same documents from JSONL, union-find
+    over the LSH candidate pairs, its labels written to JSONL (bench/dedup_datasketch_process.py)."""
+    import subprocess
+
+    chars = sum(len(t) for _, _, t in corpus)
+    truth = true_pairs(corpus, cfg)
+    work.mkdir(parents=True, exist_ok=True)
+    wh_root = work / "warehouse"
+    _scored_documents_table(spark, corpus, wh_root)
+    jsonl = work / "corpus.jsonl"
+    with jsonl.open("w", encoding="utf-8") as fh:
+        for doc_id, _, text in corpus:
+            fh.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    cmd = [sys.executable, "-m", "medcorpus.cli", "dedup", "--warehouse", str(wh_root), "--run-id", "bench-dedup",
+           "--set", f"spark.master=local[{cores}]"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=HERE.parent, env=env, capture_output=True, text=True)
+    med_s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"error": f"medcorpus dedup rc={proc.returncode}: {proc.stderr[-600:]}"}
+    from pyspark.sql import functions as F
+
+    log = spark.read.format("delta").load(str(wh_root / "run_log")).filter(F.col("run_id") == "bench-dedup")
+    stage_s = {r["stage"]: r["seconds"] for r in log.collect()}
+    labels = {r["doc_id"]: r["cluster_id"]
+              for r in spark.read.format("delta").load(str(wh_root / "dedup_clusters")).select("doc_id", "cluster_id").collect()}
+    sizes = {name: sum(f.stat().st_size for f in (wh_root / name).rglob("*.parquet"))
+             for name in ("scored_documents", "dedup_signatures", "unique_documents", "dedup_clusters")}
+    out_ds = work / "datasketch.jsonl"
+    t0 = time.perf_counter()
+    ds_proc = subprocess.run([sys.executable, str(HERE / "dedup_datasketch_process.py"), str(jsonl), str(out_ds)],
+                             capture_output=True, text=True)
+    ds_s = time.perf_counter() - t0
+    result: dict = {
+        "docs": len(corpus), "chars": chars, "true_pairs": len(truth), "cores": cores,
+        "medcorpus": {"run_with": f"medcorpus dedup, default config, spark.master=local[{cores}], fresh process",
+                      "process_seconds": round(med_s, 2), "stage_seconds": stage_s,
+                      "table_bytes": sizes, **_removal_quality(labels, truth)},
+    }
+    if ds_proc.returncode != 0:
+        result["datasketch"] = {"error": ds_proc.stderr[-600:]}
+        return result
+    ds_labels = {}
+    with out_ds.open(encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            ds_labels[r["id"]] = r["cluster"]
+    result["datasketch"] = {"run_with": "datasketch MinHash(num_perm=128) + MinHashLSH(threshold=0.7), its defaults; "
+                                        "one Python process, union-find over candidates",
+                            "process_seconds": round(ds_s, 2), **_removal_quality(ds_labels, truth)}
+    result["speedup_vs_datasketch_process"] = round(ds_s / med_s, 2)
+    print(f"  processes: medcorpus {med_s:.1f}s, datasketch {ds_s:.1f}s", file=sys.stderr, flush=True)
+    return result
+
+
 def run(spark, args) -> dict:
     from medcorpus.core.config import DedupConfig
 
@@ -248,6 +361,9 @@ def run(spark, args) -> dict:
         print("  compare: mixed corpus", file=sys.stderr, flush=True)
         mixed = build_mixed_corpus(SHARED, mixed_chars, core_docs=compare_docs)
         results["compare_mixed"] = compare(spark, mixed, cfg, work / "mixed", cores, False)
+        # the figures a user would see: each tool as a whole process (reads, writes, stats, JVM start)
+        print("  compare: whole processes on the mixed corpus", file=sys.stderr, flush=True)
+        results["processes"] = compare_processes(spark, mixed, cfg, work / "processes", cores)
 
         # scaling: 1/8, 1/4, 1/2 and all of the mixed corpus (documents in a fixed random order, cut by characters)
         mixed = list(mixed)

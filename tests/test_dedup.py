@@ -180,6 +180,12 @@ def test_dedup_stage_rerun_and_incremental(spark, make_config):
     assert inc.rows_in == 2 and got["d09"] == ("d02", False, "near_duplicate") and got["d10"][2] == "unique"
     sig_runs = {r["doc_id"]: r["dedup_run_id"] for r in wh.read("dedup_signatures").collect()}
     assert sig_runs["d01"] == "dedup-1" and sig_runs["d09"] == "dedup-3" and len(sig_runs) == 10
+    # the stored rows hold the LSH band keys, sort keys and triage sketch, not the 256-value signature
+    stored = wh.read("dedup_signatures")
+    assert "signature" not in stored.columns
+    row = stored.filter(F.col("doc_id") == "d01").first()
+    cfg = ctx.config.dedup
+    assert (len(row["lsh_buckets"]), len(row["lsh_orders"]), len(row["sketch"])) == (cfg.bands, cfg.bands, cfg.num_perm // 16)
 
     # determinism: a fresh computation on shuffled, repartitioned input gives the same assignments
     docs = wh.read("scored_documents").filter(F.col("doc_id") <= "d08").repartition(3).orderBy(F.rand(5))
@@ -347,3 +353,31 @@ def test_quality_score_decides_keeper(spark, clustering):
     cfg = CFG.model_copy(update={"clustering": clustering})
     got = {r["doc_id"]: (r["cluster_id"], r["is_keeper"]) for r in dedup_documents(docs, cfg).assignments.collect()}
     assert got == {"a": ("b", False), "b": ("b", True), "c": ("b", False)}
+
+
+def test_incremental_run_from_stored_lsh_columns_equals_one_from_whole_signatures(spark):
+    """dedup_signatures keeps no whole signature; verify=signature and clustering=components recompute the
+    previous documents' signatures from their kept text, so the assignments equal those computed with the
+    whole signatures given."""
+    from medcorpus.dedup.minhash import STORED_COLUMNS, with_signatures
+
+    cfg = CFG.model_copy(update={"verify": "signature", "clustering": "components"})
+    cols = "doc_id string, text string, lang string, char_count long, quality_score double"
+    old = spark.createDataFrame([("p1", ZH, "zh", len(ZH), 0.9), ("p2", " ".join(CHAIN_A), "en", 900, 0.5)], cols)
+    new = spark.createDataFrame(
+        [("n1", ZH.replace("党参", "人参", 1), "zh", len(ZH), 0.1), ("n2", " ".join(CHAIN_B), "en", 900, 0.1),
+         ("n3", " ".join(_words(7)), "en", 900, 0.1)], cols)
+    first = dedup_documents(old, cfg)
+    stored = first.signatures.select(*STORED_COLUMNS)
+    assert "signature" not in stored.columns
+    previous = stored.join(old.select("doc_id", "text", "lang"), on="doc_id")
+    whole = with_signatures(old.select("doc_id", "text", "lang"), cfg).select("doc_id", "signature").join(
+        previous, on="doc_id")
+
+    def got(prev):
+        return sorted(tuple(r) for r in dedup_documents(new, cfg, prev).assignments.select(
+            "doc_id", "cluster_id", "reason", F.round("similarity", 6)).collect())
+
+    from_stored = got(previous)
+    assert from_stored == got(whole)
+    assert dict((r[0], r[1]) for r in from_stored)["n1"] == "p1"

@@ -267,9 +267,22 @@ SIGNATURE_SCHEMA = StructType(
 def signature_params(cfg: DedupConfig) -> str:
     """Identifies signatures that can be compared: stored ones with other params are recomputed."""
     return (
-        f"minhash-v1:perm={cfg.num_perm}:seed={cfg.seed}:zh={cfg.zh_shingle_chars}c:"
-        f"en={cfg.en_shingle_words}w:han={cfg.zh_min_han_ratio}"
+        f"minhash-v2:perm={cfg.num_perm}:seed={cfg.seed}:zh={cfg.zh_shingle_chars}c:"
+        f"en={cfg.en_shingle_words}w:han={cfg.zh_min_han_ratio}:lsh={cfg.bands}x{cfg.rows}"
     )
+
+
+#: what dedup_signatures stores of a document: its LSH band keys, band sort keys and triage sketch (640
+#: bytes with 256 permutations in 32 bands), not the signature (1,024 bytes): an incremental run finds and
+#: triages its candidate pairs with these alone. The whole signature is needed only by verify=signature
+#: and clustering=components; those recompute it from the kept text of the previous documents.
+STORED_COLUMNS = ("doc_id", "norm_hash", "shingle_count", "char_count", "quality_score",
+                  "lsh_buckets", "lsh_orders", "sketch")
+
+
+def needs_signatures(cfg: DedupConfig) -> bool:
+    """Whether pairs or clusters are scored on whole signatures (else the LSH columns are all it uses)."""
+    return cfg.verify == "signature" or cfg.clustering == "components"
 
 
 _SIGNATURE_FIELD = pa.field("signature", pa.list_(pa.field("element", pa.int32(), False)), False)
@@ -846,15 +859,20 @@ def dedup_documents(
     """Cluster ``new_docs`` against themselves and ``previous`` (released keepers with stored signatures).
 
     new_docs: doc_id, text, lang, char_count, quality_score (nullable).
-    previous: doc_id, norm_hash, signature, shingle_count, char_count, quality_score (+ text, lang for
-    verify=exact) — their signatures are not recomputed.
-    Returns one assignment row per new doc (previous docs are never reassigned).
+    previous: the :data:`STORED_COLUMNS` of dedup_signatures (LSH band keys, sort keys, sketch), + text and
+    lang for verify=exact — their MinHash is not recomputed, except the whole signature where
+    :func:`needs_signatures` (verify=signature, clustering=components), from their text.
+    Returns one assignment row per new doc (previous docs are never reassigned); ``signatures`` holds the
+    new documents' :data:`STORED_COLUMNS`.
     """
     check_banding(cfg)
     quality = F.col("quality_score") if "quality_score" in new_docs.columns else F.lit(None).cast("double")
     if "lang" not in new_docs.columns:
         new_docs = new_docs.withColumn("lang", F.lit(None).cast("string"))
-    node_columns = ["doc_id", "norm_hash", "signature", "shingle_count", "char_count", "quality_score"]
+    # the 1 KB signature travels with the nodes only when something reads it
+    node_columns = ["doc_id", "norm_hash", "shingle_count", "char_count", "quality_score"]
+    if needs_signatures(cfg):
+        node_columns.append("signature")
     new = with_signatures(
         new_docs.select(
             "doc_id", "text", "lang", "char_count", quality.alias("quality_score"), norm_hash(F.col("text")).alias("norm_hash")
@@ -865,7 +883,16 @@ def dedup_documents(
     new_nodes = new.select(*node_columns, F.lit(True).alias("is_new"), *LSH_SCHEMA.fieldNames())
     nodes = new_nodes
     if previous is not None:
-        old_nodes = with_lsh_columns(previous.select(*node_columns, F.lit(False).alias("is_new")), cfg)
+        lsh = LSH_SCHEMA.fieldNames()
+        if "signature" in previous.columns:  # given whole signatures (not what dedup_signatures stores)
+            old = previous if set(lsh) <= set(previous.columns) else with_lsh_columns(previous, cfg)
+        elif needs_signatures(cfg):
+            if "text" not in previous.columns:
+                raise ValueError("dedup: verify=signature and clustering=components need the previous documents' text")
+            old = with_signatures(previous.drop("shingle_count"), cfg)  # recomputed, the same
+        else:
+            old = previous
+        old_nodes = old.select(*node_columns, F.lit(False).alias("is_new"), *lsh)
         nodes = nodes.unionByName(old_nodes)
     nodes = nodes.withColumn(
         "prio", priority(F.col("is_new"), F.col("quality_score"), F.col("char_count"), F.col("doc_id"))
@@ -905,7 +932,7 @@ def dedup_documents(
         reason.alias("reason"),
         F.when(F.col("doc_id") != F.col("rep_id"), F.lit(1.0)).otherwise(F.col("similarity")).alias("similarity"),
     )
-    return DedupResult(assignments, giant_buckets(keys, cfg), nodes.filter(F.col("is_new")).select(*node_columns), edges)
+    return DedupResult(assignments, giant_buckets(keys, cfg), nodes.filter(F.col("is_new")).select(*STORED_COLUMNS), edges)
 
 
 def mark_singletons(assignments: DataFrame) -> DataFrame:
