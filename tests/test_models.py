@@ -226,3 +226,12 @@ def test_question_position_sees_a_question_moved_after_its_answer():
     moved = "Yes, for a few days. Take it with food. Can I take ibuprofen with a cold? Stop if your stomach hurts."
     assert question_position(qa) == 0.0 < question_position(moved)
     assert np.isnan(question_position("No question here. None at all. Really none here. Nope, none."))
+
+
+def test_a_signal_only_latin_text_has_adds_nothing_between_scripts():
+    rater = load_artifact(MODELS / "rater", RATER_KIND)
+    assert isinstance(rater, QualityRater)
+    col = RATER_FEATURES.index("word_complete")
+    f = rater.features([ORIGINALS[0], ORIGINALS[2], ORIGINALS[2][:-3]])  # Chinese; English; English cut mid-word
+    assert f[0, col] == 0.0
+    assert f[1, col] > 0.0 > f[2, col]

@@ -23,8 +23,9 @@ quality that do not depend on topic**:
   are undefined for a text of fewer than 4 sentences (or 3 lines, or with no question): the rater then uses
   the pair originals' mean per script, so a short text is not marked down for being short;
 * ``ends_cleanly`` / ``end_prob`` / ``word_complete``: the text ends with sentence-final punctuation, the
-  fluency model's probability that a text ends after its last characters, and (Latin script) that a word
-  ends there (a document cut mid-sentence or mid-word does none of these);
+  fluency model's probability that a text ends after its last characters, and (Latin script, centred on
+  the script's mean so it adds nothing between scripts) that a word ends there (a document cut mid-sentence
+  or mid-word does none of these);
 * ``spam``, ``boilerplate``, ``noise``, ``repetition``, ``stuffing``: densities of ad/SEO cues, navigation
   lines, OCR noise and mojibake, repeated lines and long n-grams (one passage restated before new text, a
   question repeated as the title of its answer, is not counted), and the share of the most repeated word.
@@ -59,6 +60,9 @@ RATER_FEATURES = ("fluency", "fluency_tail", "cohesion", "lead", "order_breaks",
 LENGTH_TIEBREAK = 0.08
 SHRINK_SENTENCES = 3.0  # see ScriptStats: sentence-overlap signals of short texts are shrunk to the mean
 _SHRUNK = tuple(RATER_FEATURES.index(n) for n in ("cohesion", "lead", "coherence"))
+# a signal that only one script has (whether the last Latin word is complete) is centred on its script's mean, so
+# it orders texts within the script without adding a constant between Chinese and English texts
+_CENTRED = (RATER_FEATURES.index("word_complete"),)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
 _SENT = re.compile(r"(?<=[。！？!?；;…])|(?<=[.])(?=\s)|\n")
 _END_OK = re.compile(r"[。！？!?…\.\"'”’」』）)\]】》>~～]\s*$")
@@ -291,7 +295,7 @@ def raw_features(texts: Sequence[str], lm: CharLM) -> np.ndarray:
                   max(float(ends[i]), -6.0) / 6.0 + 1.0, _density(_SPAM, t),
                   nav_lines, len(_NOISE.findall(t)) / nonspace * 10, *repetition(t, han, tokens), stuffing(han, tokens),
                   coherence(units), title_lead(t), bracket_breaks(texts[i] or ""),
-                  1.0 if han else max(float(words_end[i]), -6.0) / 6.0 + 1.0, question_position(t),
+                  float("nan") if han else max(float(words_end[i]), -6.0) / 6.0 + 1.0, question_position(t),
                   float(np.log10(max(len(texts[i] or ""), 10))),
                   float(len(units)), 1.0 if han else 0.0]
     return out
@@ -323,6 +327,8 @@ class ScriptStats:
             t = trust[mask]
             for col in _SHRUNK:
                 block[:, col] = t * block[:, col] + (1.0 - t) * self.impute[row, col]
+            for col in _CENTRED:
+                block[:, col] -= self.impute[row, col]
             block[:, 0:2] = (block[:, 0:2] - st[0]) / np.maximum(st[1], 1e-6)
             out[mask] = block
         return np.clip(out, -12, 12)
