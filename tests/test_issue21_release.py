@@ -235,6 +235,12 @@ def test_exports_side_by_side_load_in_datasets_verify_and_count_tokens(spark, ma
     assert "release `v1`" in card and "In 2 of 3 pairs the chosen answer is longer" in card
     assert f"| sft | 2 | {expected_sft:,} |" in card  # the tokenizer's count, not the estimate
 
+    # the card and manifest come from the release, not the exporting config: another config, same bytes
+    other = RunContext.create(spark, make_config("run_id=g9", "datasets.export_rows_per_shard=2",
+                                                 "datasets.deita_threshold=12"))
+    assert _files(export_release(other, "v1", "parquet", tmp_path / "again")) == _files(parquet)
+    assert "- sft: `dialogues` 1, `exam` 1" in card
+
     # verify: both format folders are intact; then one changed byte is found
     assert main(["verify", "v1", str(out)]) == 0
     shard = parquet / "preference" / "train-00000-of-00002.parquet"

@@ -179,7 +179,7 @@ def subset_folders(files: list[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-def dataset_card(manifest: dict[str, Any], config: Any = None) -> str:
+def dataset_card(manifest: dict[str, Any]) -> str:
     """README.md: YAML ``configs:`` (one per subset, split ``train``) + a short card."""
     import yaml
 
@@ -247,21 +247,32 @@ def dataset_card(manifest: dict[str, Any], config: Any = None) -> str:
                      "no length-balanced selection is possible here (every pair leans the same way): prefer "
                      "rejected answers of comparable length, or length-normalised DPO.")]
     lines += ["", "## Sources, licences, filters", ""]
-    lines += _provenance(config)
+    lines += _provenance(manifest)
     return "\n".join(lines) + "\n"
 
 
-def _provenance(config: Any) -> list[str]:
-    if config is None:
+def _provenance(manifest: dict[str, Any]) -> list[str]:
+    """Sources with their rows (from the release's own table versions, so every export of a release, whatever
+    the current config, writes the same card)."""
+    sources = manifest.get("sources") or {}
+    if not sources:
         return ["(not recorded)"]
-    ds = config.datasets
-    out = ["SFT sources (their licences are those of the upstream datasets; check each before redistribution):", ""]
-    out += [f"- `{s.name}` ({s.format}): `{s.path}`" for s in ds.sft_sources]
-    out += ["", f"Filters: rule filters and PII redaction (`filter`), domain/quality classifiers (`classify`), exact "
-            f"and MinHash dedup, benchmark decontamination; SFT kept at Deita score >= {ds.deita_threshold:g} and "
-            f"ConFilter in [{ds.confilter_lower:g}, {ds.confilter_upper:g}]. Pretraining mixtures: "
-            f"{', '.join(sorted(ds.mixtures))}. The full config is identified by the config hash above."]
+    out = ["Rows per source (licences are those of the upstream datasets; check each before redistribution):", ""]
+    for table in sorted(sources):
+        parts = ", ".join(f"`{k}` {v:,}" for k, v in sorted(sources[table].items()))
+        out.append(f"- {table}: {parts}")
+    out += ["", "Filters: rule filters and PII redaction (`filter`), domain/quality classifiers (`classify`), exact and "
+            "MinHash dedup, benchmark decontamination; SFT selection by Deita score and ConFilter; the pretraining "
+            "mixtures; every threshold is in the config identified by the config hash above."]
     return out
+
+
+def source_counts(df: Any) -> dict[str, int]:
+    """Rows per ``source`` of a (release-version) table: one small aggregation."""
+    from pyspark.sql import functions as F
+
+    rows = df.groupBy("source").agg(F.count(F.lit(1)).alias("n")).collect()
+    return dict(sorted((str(r["source"]), int(r["n"])) for r in rows))
 
 
 # ---------------------------------------------------------------------------------------------------

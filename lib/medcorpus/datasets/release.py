@@ -490,13 +490,15 @@ def _write_release_files(ctx: Any, name: str, fmt: str, rel: dict[str, Any], tmp
         "row_counts": dict(sorted(counts.items())),
         "token_counts": dict(sorted(rel["token_counts"].items())),
         "preference_lengths": ex.length_report(pref),
+        "sources": {"sft": ex.source_counts(sft), "preference": ex.source_counts(pref),
+                    "pretrain": ex.source_counts(pretrain)},
         "format": fmt,
         "files": sorted(entries, key=lambda e: e["path"]),
     }
     if counter is not None:
         manifest["tokenizer"] = counter.manifest()
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (tmp / "README.md").write_text(ex.dataset_card(manifest, ctx.config), encoding="utf-8")
+    (tmp / "README.md").write_text(ex.dataset_card(manifest), encoding="utf-8")
 
 
 def verify_export(folder: str | Path) -> list[str]:
