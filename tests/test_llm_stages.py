@@ -65,7 +65,7 @@ def write_documents(ctx: RunContext, docs: list[tuple[str, str]], lang: str = "z
          f"h-{doc_id}", "test")
         for doc_id, text in docs
     ]
-    docs = ctx.spark.createDataFrame(rows, table_spec("documents").schema)
+    docs = ctx.spark.createDataFrame(rows, table_spec("documents").schema).withColumn("domain", F.lit("medical"))
     for table in ("clean_documents", "unique_documents"):  # annotate reads the first, translate/generate-qa the second
         ctx.warehouse.merge_new_rows(table, as_table(docs, table), "test")
 

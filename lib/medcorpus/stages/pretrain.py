@@ -53,7 +53,7 @@ def tag_mixture(pool: DataFrame, name: str, mix, seed: int) -> tuple[DataFrame, 
     chosen = tag(sampled, F.when(F.col("sampled"), F.lit("kept")).otherwise(F.lit("removed")),
                  F.when(~F.col("sampled"), F.lit(f"{name}:not_sampled")))
     rejected = tag(flagged.filter(F.col("reason").isNotNull()), "removed", F.concat(F.lit(f"{name}:"), F.col("reason")))
-    rows = chosen.drop("sampled", "sample_key").unionByName(rejected, allowMissingColumns=True)
+    rows = chosen.drop("sampled").unionByName(rejected, allowMissingColumns=True)
     return rows.drop("reason").withColumn("mixture", F.lit(name)), result, sampled
 
 
