@@ -63,11 +63,11 @@ def pipeline_stages() -> list[str]:
     return stage_order(tuple(cls for cls in STAGE_CLASSES if cls.in_pipeline))
 
 
-def run_stage(ctx: RunContext, name: str, **params: Any) -> StageReport:
-    """Run one stage by name (``params``: the stage's own arguments, e.g. ingest's ``sources``)."""
-    if name not in STAGES:
-        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
-    return STAGES[name](ctx, **params).run()
+def run_stage(ctx: RunContext, stage: str, /, **params: Any) -> StageReport:
+    """Run one stage by name (``params``: the stage's own arguments, e.g. ingest's ``sources``, release's ``name``)."""
+    if stage not in STAGES:
+        raise KeyError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    return STAGES[stage](ctx, **params).run()
 
 
 def job_script(name: str) -> str:
