@@ -278,7 +278,8 @@ def source_counts(df: Any) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------------
 # medcorpus verify
 # ---------------------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -318,7 +319,7 @@ def verify_release_folder(name: str, folder: Path) -> list[str]:
                 problems.append(f"{base}/{e['path']}: missing")
             elif p.stat().st_size != e["bytes"]:
                 problems.append(f"{base}/{e['path']}: {p.stat().st_size} bytes, manifest says {e['bytes']}")
-            elif _sha256(p) != e["sha256"]:
+            elif sha256_file(p) != e["sha256"]:
                 problems.append(f"{base}/{e['path']}: sha256 differs from the manifest")
         fmt = manifest.get("format")
         for p in sorted(base.rglob(f"*.{fmt}")) if fmt else []:

@@ -24,7 +24,6 @@ so exporting the same release again — even after the tables moved on — gives
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ from pyspark.sql import functions as F
 
 from medcorpus.core.config import REPO_ROOT
 from medcorpus.core.errors import InputError, MedcorpusError, TableMissingError
+from medcorpus.datasets.export import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -263,14 +263,6 @@ def _write_shards(df: DataFrame, n_rows: int, folder: Path, fmt: str, per_shard:
     return files
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def llamafactory_info(name: str, fmt: str, mixtures: list[str]) -> dict[str, Any]:
     """LLaMA-Factory ``dataset_info.json`` entries for the exported folders."""
     info: dict[str, Any] = {
@@ -480,7 +472,7 @@ def _write_release_files(ctx: Any, name: str, fmt: str, rel: dict[str, Any], tmp
     for f in files:
         path = Path(f["path"])
         entries.append({"path": path.relative_to(tmp).as_posix(), "rows": f["rows"],
-                        "bytes": path.stat().st_size, "sha256": _sha256(path)})
+                        "bytes": path.stat().st_size, "sha256": sha256_file(path)})
     manifest = {
         "release": name,
         "created_at": rel["created_at"].isoformat(),
@@ -508,6 +500,6 @@ def verify_export(folder: str | Path) -> list[str]:
     bad = []
     for e in manifest["files"]:
         p = folder / e["path"]
-        if not p.exists() or p.stat().st_size != e["bytes"] or _sha256(p) != e["sha256"]:
+        if not p.exists() or p.stat().st_size != e["bytes"] or sha256_file(p) != e["sha256"]:
             bad.append(e["path"])
     return bad
