@@ -37,6 +37,9 @@ class SparkConfig(_Section):
     extra_packages: tuple[str, ...] = Field((), description="More Maven coordinates, e.g. hadoop-aws.")
     ivy_dir: str = Field(".ivy", description="Project-local Ivy cache, relative to the repo root.")
     conf: dict[str, str] = Field(default_factory=dict, description="Any extra spark.* settings.")
+    progress_seconds: float = Field(
+        10.0, ge=0, description="Log the tasks done of the running Spark jobs this often within a stage (0: off). "
+                                "Not part of the config hash: it changes no result.")
 
 
 class S3Config(_Section):
@@ -594,7 +597,8 @@ class Config(_Section):
 
     def hash(self) -> str:
         """A stable short hash of everything that changes results (run_id excluded)."""
-        payload = self.model_dump(mode="json", by_alias=True, exclude={"run_id", "log_level"})
+        payload = self.model_dump(mode="json", by_alias=True,
+                                  exclude={"run_id": True, "log_level": True, "spark": {"progress_seconds"}})
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

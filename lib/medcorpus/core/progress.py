@@ -6,7 +6,8 @@ that, while its block runs, logs every ``every`` seconds the tasks done of the S
 
     dedup: Spark job 41 (stage 97): 57/200 tasks done, 2 running
 
-Use: ``with SparkProgress(ctx.spark, "dedup"): ...`` (the pipeline wraps each stage's run in one).
+Use: ``with SparkProgress(ctx.spark, "dedup"): ...``. ``Stage.run`` wraps every stage in one, every
+``spark.progress_seconds`` of the config.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ def progress_line(spark: Any, label: str) -> str | None:
 
 
 class SparkProgress:
-    """Logs ``progress_line`` every ``every`` seconds while the ``with`` block runs."""
+    """Logs ``progress_line`` every ``every`` seconds while the ``with`` block runs (``every <= 0``: nothing).
+
+    The thread is a daemon and stops when the block ends, also on an exception, so it never keeps the
+    interpreter (and with it the JVM) alive."""
 
     def __init__(self, spark: Any, label: str, every: float = 15.0, logger: logging.Logger = log):
         self.spark, self.label, self.every, self.log = spark, label, every, logger
@@ -63,6 +67,8 @@ class SparkProgress:
                 last = line
 
     def __enter__(self) -> SparkProgress:
+        if self.every <= 0:  # progress off
+            return self
         self._thread = threading.Thread(target=self._run, name=f"progress-{self.label}", daemon=True)
         self._thread.start()
         return self

@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 
 from medcorpus.core.context import RunContext
 from medcorpus.core.errors import TableMissingError
+from medcorpus.core.progress import SparkProgress
 from medcorpus.core.runlog import ReconciliationError, StageReport, write_report
 
 log = logging.getLogger(__name__)
@@ -243,6 +244,10 @@ class Stage:
         return pending.count()
 
     def run(self) -> StageReport:
+        with SparkProgress(self.ctx.spark, self.name, every=self.ctx.config.spark.progress_seconds):
+            return self._run()
+
+    def _run(self) -> StageReport:
         report = StageReport(self.name)
         self.check_inputs()
         pending = self.pending()
