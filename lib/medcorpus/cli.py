@@ -10,9 +10,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from medcorpus.core.config import Config, load_config
 from medcorpus.core.errors import MedcorpusError
+
+if TYPE_CHECKING:
+    from medcorpus.core.config import Config
 
 log = logging.getLogger("medcorpus")
 
@@ -64,10 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shared-data", help="folder of the real sources (default: classify.shared_data_dir)")
     p.add_argument("--jsonl", help="also write the rows to this JSONL file")
 
-    p = sub.add_parser("run", help="the whole pipeline on the given sources (default: the demo corpus)")
-    _common(p)
-    p.add_argument("sources", nargs="*", help="files or folders; default: build/demo (generated if absent)")
-    p.add_argument("--until", help="stop after this stage")
+    add_run_command(sub)
 
     p = sub.add_parser("validate", help="run a table's Great Expectations suite (exit 1 on a critical failure)")
     _common(p)
@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_run_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the whole pipeline on the given sources (default: the demo corpus)")
+    _common(p)
+    p.add_argument("sources", nargs="*", help="files or folders; default: build/demo (generated if absent)")
+    p.add_argument("--until", help="stop after this stage")
+
+
 def add_read_commands(sub: argparse._SubParsersAction) -> None:
     """``tables`` and ``history`` (no Spark)."""
     p = sub.add_parser("tables", help="each table: version, rows, last run (from the Delta logs, no Spark)")
@@ -98,16 +105,26 @@ def add_read_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def quick_parser(argv: Sequence[str]) -> argparse.ArgumentParser | None:
-    """A parser of only the no-Spark commands when ``argv`` names one of them (None otherwise): the full
-    parser imports the stage registry, and with it every stage's transforms, which costs seconds."""
-    if not argv or argv[0] not in NO_SPARK_COMMANDS:
+    """A parser of only the no-Spark commands and ``run`` when ``argv`` names one of them (None otherwise): the
+    full parser imports the stage registry, and with it every stage's transforms, which costs seconds (a bad
+    ``run --until`` fails in well under a second)."""
+    if not argv or (argv[0] not in NO_SPARK_COMMANDS and argv[0] != "run"):
         return None
     parser = argparse.ArgumentParser(prog="medcorpus", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    add_run_command(sub)
     add_read_commands(sub)
     add_maintenance_commands(sub)
     describe_subcommands(sub)
     return parser
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Checks of the arguments alone (no config, no stage imports, no JVM): the first thing ``main`` does."""
+    if args.command == "run":
+        from medcorpus.core.stagenames import check_until
+
+        check_until(args.until)
 
 
 def add_maintenance_commands(sub: argparse._SubParsersAction) -> None:
@@ -199,6 +216,8 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _load(args: argparse.Namespace) -> Config:
+    from medcorpus.core.config import load_config
+
     overrides = list(args.set)
     if getattr(args, "warehouse", None):
         overrides.append(f"warehouse={args.warehouse}")
@@ -255,10 +274,7 @@ def _check_before_spark(args: argparse.Namespace, config: Config) -> None:
         from medcorpus.datasets.retention import check_retention_config
 
         check_retention_config(config)  # a release must not outlive its tables' retention
-    if args.command == "run" and args.until is not None:
-        from medcorpus.core.pipeline import check_until
-
-        check_until(args.until)
+    check_arguments(args)  # main checked them already; a caller of _dispatch may not have
     check_warehouse(config.warehouse, config.s3, writable=args.command not in READ_ONLY_COMMANDS)
 
 
@@ -267,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = (quick_parser(argv) or build_parser()).parse_args(argv)
     _configure_logging(getattr(args, "verbose", False))
     try:
+        check_arguments(args)
         done = run_without_spark(args)
         return done if done is not None else _dispatch(args)
     except MedcorpusError as err:
@@ -394,14 +411,6 @@ def _run_command(args: argparse.Namespace, config: Config, sources: list[str]) -
         from medcorpus.views.report import build_report
 
         print(build_report(ctx, args.for_run))
-    elif args.command == "tables":
-        from medcorpus.views.tables import tables_overview
-
-        print(tables_overview(ctx))
-    elif args.command == "history":
-        from medcorpus.views.tables import table_history
-
-        print(table_history(ctx, args.table, args.limit))
     return 0
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from medcorpus.core.context import RunContext, new_run_id
-from medcorpus.core.errors import InputError
 from medcorpus.core.runlog import StageReport
+from medcorpus.core.stagenames import check_until
 from medcorpus.stages import STAGES, pipeline_stages
 
 log = logging.getLogger(__name__)
@@ -16,12 +16,6 @@ __all__ = ["RunContext", "new_run_id", "stage_names", "check_until", "run_pipeli
 
 def stage_names() -> list[str]:
     return pipeline_stages()
-
-
-def check_until(until: str | None) -> None:
-    """``--until`` must name a pipeline stage (checked before Spark starts)."""
-    if until is not None and until not in stage_names():
-        raise InputError(f"unknown stage {until!r} for --until; stages: {', '.join(stage_names())}")
 
 
 def run_pipeline(ctx: RunContext, sources: list[str], until: str | None = None) -> list[StageReport]:
