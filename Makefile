@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps "trl==1.16.0"  # no torch: only trl.data_utils is used (tests)
 	touch $(STAMP)
 
 # Resolve the Delta jars, and hadoop-aws with the S3 modules of the AWS SDK v2 (~12 MB, not the 612 MiB

@@ -317,3 +317,85 @@ def test_progress_inside_a_stage_comes_from_the_status_tracker(spark, caplog):
     assert p.lines and all(line.startswith("demo: Spark job ") for line in p.lines)
     assert any("/6 tasks done" in line for line in p.lines)
     assert any("demo: Spark job" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. the conversational preference export through TRL's DPOTrainer preprocessing (trl 1.16, no torch)
+# ---------------------------------------------------------------------------------------------------
+_ROLES = ("system", "user", "assistant")
+#: a minimal chat template: role markers, an end marker, and the generation prompt
+_CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def _char_chat_tokenizer(texts: list[str]):
+    """A character-level WordLevel tokenizer over ``texts`` (built here, no hub download), with the role
+    markers as special tokens and the chat template above, as a ``transformers`` fast tokenizer."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[UNK]", "[PAD]", "<|end|>", *(f"<|{r}|>" for r in _ROLES)]
+    chars = sorted({c for text in texts for c in text})
+    vocab = {tok: i for i, tok in enumerate([*specials, *chars])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # one char each
+    tok.add_special_tokens(specials)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="<|end|>")
+    fast.chat_template = _CHAT_TEMPLATE
+    return fast
+
+
+def test_the_conversational_preference_export_goes_through_trl_dpo_preprocessing(spark, make_config, tmp_path,
+                                                                                  no_validation):
+    """What ``DPOTrainer._prepare_dataset`` (trl 1.16) does to a dataset, with TRL's own helpers: the export
+    loads with ``load_dataset(<folder>, "preference_conversational")``, is conversational, and every pair
+    tokenizes with a chat template into a prompt that is a prefix of prompt+chosen and prompt+rejected."""
+    pytest.importorskip("transformers", reason="transformers is in the test extra (make setup installs it)")
+    data_utils = pytest.importorskip("trl.data_utils", reason="trl==1.16.0 is installed --no-deps by make setup")
+    import datasets
+
+    from medcorpus.core.pipeline import RunContext
+    from medcorpus.datasets.release import export_release, record_release
+
+    ctx = RunContext.create(spark, make_config("run_id=g1"))
+    _write(ctx, spark, 1)
+    record_release(ctx, "v1")
+    folder = export_release(ctx, "v1", "jsonl", tmp_path / "out")
+    dataset = datasets.load_dataset(str(folder), "preference_conversational", split="train")
+    assert dataset.num_rows == 3 and "prompt" in dataset.column_names  # no extract_prompt step needed
+    examples = list(dataset)
+    assert all(data_utils.is_conversational(ex) for ex in examples)  # so no EOS is appended to plain strings
+
+    texts = [m["content"] for ex in examples for key in ("prompt", "chosen", "rejected") for m in ex[key]]
+    tokenizer = _char_chat_tokenizer(texts)
+
+    def tokenize_fn(example, processing_class):  # DPOTrainer._prepare_dataset's, for the conversational case
+        prompt_ids = data_utils._tokenize(processing_class, example["prompt"], add_generation_prompt=True)["input_ids"]
+        prompt_chosen_ids = data_utils._tokenize(processing_class, example["prompt"] + example["chosen"])["input_ids"]
+        prompt_rejected_ids = data_utils._tokenize(processing_class,
+                                                   example["prompt"] + example["rejected"])["input_ids"]
+        prefix = min(data_utils.common_prefix_length(prompt_ids, prompt_chosen_ids),
+                     data_utils.common_prefix_length(prompt_ids, prompt_rejected_ids))
+        return {"prompt_ids": prompt_ids[:prefix], "chosen_ids": prompt_chosen_ids[prefix:],
+                "rejected_ids": prompt_rejected_ids[prefix:], "full_prompt_len": len(prompt_ids)}
+
+    tokenized = dataset.map(tokenize_fn, fn_kwargs={"processing_class": tokenizer})
+    assistant, end = tokenizer.convert_tokens_to_ids(["<|assistant|>", "<|end|>"])
+    for row in tokenized:
+        assert len(row["prompt_ids"]) == row["full_prompt_len"] > 0  # the whole prompt is a prefix of both
+        assert row["prompt_ids"][-1] == assistant  # it ends on the generation prompt
+        assert row["chosen_ids"] and row["rejected_ids"] and row["chosen_ids"] != row["rejected_ids"]
+        assert row["chosen_ids"][-1] == end and row["rejected_ids"][-1] == end
+        assert tokenizer.unk_token_id not in row["prompt_ids"] + row["chosen_ids"] + row["rejected_ids"]
+
+    by_id = {ex["id"]: ex for ex in examples}
+    p2 = by_id["p2"]  # the multi-turn pair: the history stays messages, rendered by the template
+    text = data_utils.maybe_apply_chat_template(p2, tokenizer)
+    assert text["prompt"].startswith("<|system|>You are a careful doctor.<|end|><|user|>I have a cough g1<|end|>")
+    assert text["prompt"].endswith("<|user|>Two weeks.<|end|><|assistant|>")
+    assert "See a doctor for a chest exam." not in text["prompt"] and "Coughs go away" not in text["prompt"]
+    assert text["chosen"] == "See a doctor for a chest exam.<|end|>"
+    assert text["rejected"].startswith("Coughs go away;")
+    p1 = data_utils.maybe_apply_chat_template(by_id["p1"], tokenizer)
+    assert p1["prompt"] == "<|user|>治疗首选？g1\nA. 阿司匹林\nB. 阿莫西林<|end|><|assistant|>"  # no "…阿莫西林答案：B"
+    assert p1["chosen"].startswith("答案：B. 阿莫西林")
