@@ -412,6 +412,9 @@ def build_report(ctx: RunContext, run_id: str | None = None) -> Path:
                 calibration_section(ctx), mix_section(ctx)]
     out_dir = reports_dir(ctx)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from medcorpus.views.filter_report import write_filter_report  # examples per rule, signal histograms (+ JSON)
+
+    sections.append(Section("Filter examples and signals", write_filter_report(ctx, out_dir, run_id)[0]))
     path = out_dir / f"run-{run_id}.html"
     path.write_text(render_page(ctx, run_id, sections), encoding="utf-8")
     write_stats(ctx, run_id, out_dir / f"run-{run_id}.stats.json")
