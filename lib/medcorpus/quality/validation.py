@@ -2,7 +2,8 @@
 
 * :func:`validate_table` runs the table's suite (``expectations/<table>.json``) with a GX 1.x checkpoint on
   the Spark DataFrame read from one pinned Delta version, appends one ``validation_results`` row per
-  expectation and updates the Data Docs site in ``<warehouse>/reports/data_docs``.
+  expectation and updates the Data Docs site in ``<warehouse>/reports/data_docs`` (a
+  :class:`ValidationBatch` does both once for all the tables a stage wrote).
 * :class:`StageGate` is what ``runner.run_pipeline`` calls after each stage: it validates every table the
   stage committed to (found from the Delta logs, so a new stage needs no registration here) and raises
   :class:`~medcorpus.core.errors.ValidationFailed` on a failed critical expectation, before anything downstream
@@ -177,8 +178,20 @@ def described(expectations: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+_CHECKPOINTS: dict[tuple[int, str, str, str, int], Any] = {}
+
+
 def _checkpoint(context: Any, table: str, suite: dict[str, Any], result_format: str, sample_rows: int) -> Any:
-    """(Re)build the table's suite, validation definition and checkpoint in the ephemeral context."""
+    """The table's suite, validation definition and checkpoint in the ephemeral context, built once per
+    process and suite (about a second each time they are rebuilt). The checkpoint has no Data Docs action:
+    :class:`ValidationBatch` renders the pages of all the validations of a stage in one build."""
+    key = (id(context), table, exp_mod.suite_hash(suite), result_format, sample_rows)
+    if key not in _CHECKPOINTS:
+        _CHECKPOINTS[key] = _new_checkpoint(context, table, suite, result_format, sample_rows)
+    return _CHECKPOINTS[key]
+
+
+def _new_checkpoint(context: Any, table: str, suite: dict[str, Any], result_format: str, sample_rows: int) -> Any:
     import great_expectations as gx
 
     datasource = context.data_sources.get("medcorpus")
@@ -200,7 +213,7 @@ def _checkpoint(context: Any, table: str, suite: dict[str, Any], result_format: 
         gx.Checkpoint(
             name=table,
             validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
+            actions=[],
             result_format={"result_format": result_format,
                            "partial_unexpected_count": 0 if result_format == "BASIC" else sample_rows},
         )
@@ -223,10 +236,55 @@ def register_views(ctx: RunContext) -> None:
     ctx.warehouse.read_or_empty("run_log").createOrReplaceTempView(exp_mod.RUN_LOG_VIEW)
 
 
+class ValidationBatch:
+    """The validations of one step (a stage's tables, or one ``validate`` command), recorded together.
+
+    Each validation alone appended its rows to ``validation_results`` (a Delta commit, with a MERGE and an
+    emptiness check, 3-6 s) and rebuilt the Data Docs index (about 1.5 s). A batch does both once: one
+    append of every row (results already recorded are never written twice), one Data Docs build of all
+    its validations, one offline index. :meth:`flush` must run even when a validation failed, so the
+    failure is on record (``StageGate`` flushes in a ``finally``).
+    """
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self.items: list[tuple[ValidationOutcome, str | None, Any, Any]] = []
+
+    def add(self, outcome: ValidationOutcome, stage: str | None, context: Any, identifier: Any) -> None:
+        self.items.append((outcome, stage, context, identifier))
+
+    def flush(self) -> None:
+        if not self.items:
+            return
+        items, self.items = self.items, []
+        context = items[0][2]
+        _build_docs(context, [identifier for _, _, _, identifier in items])
+        for outcome, _, ctx_, identifier in items:
+            outcome.docs_path = _docs_path(ctx_, identifier, reports_dir(self.ctx))
+        record_outcomes(self.ctx, [(outcome, stage) for outcome, stage, _, _ in items])
+        if "://" not in str(data_docs_dir(self.ctx)):
+            write_offline_index(data_docs_dir(self.ctx))
+
+
+def _build_docs(context: Any, identifiers: list[Any]) -> None:
+    """Render the validation pages (and their suites' pages) and the index, once for the batch."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    suites = {ExpectationSuiteIdentifier(name=i.expectation_suite_identifier.name) for i in identifiers}
+    try:
+        context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=[*identifiers, *sorted(suites, key=str)])
+    except Exception as err:  # docs are a convenience: never fail a validation over them
+        log.warning("Data Docs were not built: %s", err)
+
+
 def validate_table(
-    ctx: RunContext, table: str, *, version: int | None = None, stage: str | None = None
+    ctx: RunContext, table: str, *, version: int | None = None, stage: str | None = None,
+    batch: ValidationBatch | None = None,
 ) -> ValidationOutcome:
-    """Validate ``table`` at ``version`` (default: current) with its suite; record and return the outcome."""
+    """Validate ``table`` at ``version`` (default: current) with its suite and return the outcome. The
+    outcome is recorded (``validation_results``, Data Docs) with ``batch`` when given, at once otherwise."""
+    own = batch is None
+    batch = ValidationBatch(ctx) if batch is None else batch
     t0 = time.perf_counter()
     cfg = ctx.config.validate_
     if version is None:
@@ -276,12 +334,11 @@ def validate_table(
         suite_hash=suite_hash,
         results=results,
         seconds=round(time.perf_counter() - t0, 3),
-        docs_path=_docs_path(context, identifier, reports_dir(ctx)),
         max_failures_shown=cfg.max_failures_shown,
     )
-    record_outcome(ctx, outcome, stage)
-    if "://" not in str(data_docs_dir(ctx)):
-        write_offline_index(data_docs_dir(ctx))
+    batch.add(outcome, stage, context, identifier)
+    if own:
+        batch.flush()
     log.info(outcome.summary())
     for r in outcome.warnings:
         log.warning("[validate] %s v%s warning: %s", table, version, r.describe())
@@ -429,9 +486,29 @@ def _docs_path(context: Any, identifier: Any, base: Path) -> str | None:
 
 
 def record_outcome(ctx: RunContext, outcome: ValidationOutcome, stage: str | None) -> None:
-    """One ``validation_results`` row per expectation (merge on validation_id + expectation_key)."""
+    """One ``validation_results`` row per expectation."""
+    record_outcomes(ctx, [(outcome, stage)])
+
+
+def record_outcomes(ctx: RunContext, outcomes: list[tuple[ValidationOutcome, str | None]]) -> None:
+    """The rows of every outcome in one append; a validation_id already in the table is not written again
+    (its rows are the same validation: same run, table version and suite)."""
+    rows = [row for outcome, stage in outcomes for row in _result_rows(ctx, outcome, stage)]
+    df = ctx.spark.createDataFrame(rows, table_spec(RESULTS_TABLE).schema)
+    ids = sorted({outcome.validation_id for outcome, _ in outcomes})
+    if ctx.warehouse.exists(RESULTS_TABLE):
+        done = [r[0] for r in ctx.warehouse.read(RESULTS_TABLE).filter(F.col("validation_id").isin(ids))
+                .select("validation_id").distinct().collect()]  # at most len(ids) rows
+        if done:
+            df = df.filter(~F.col("validation_id").isin(done))
+            if len(done) == len(ids):
+                return
+    ctx.warehouse.append_rows(RESULTS_TABLE, df, stage="validate")
+
+
+def _result_rows(ctx: RunContext, outcome: ValidationOutcome, stage: str | None) -> list[tuple[Any, ...]]:
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    rows = [
+    return [
         (
             outcome.validation_id,
             f"{r.index:03d}:{r.expectation_type}",
@@ -454,8 +531,6 @@ def record_outcome(ctx: RunContext, outcome: ValidationOutcome, stage: str | Non
         )
         for r in outcome.results
     ]
-    df = ctx.spark.createDataFrame(rows, table_spec(RESULTS_TABLE).schema)
-    ctx.warehouse.merge_new_rows(RESULTS_TABLE, df, stage="validate")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -497,7 +572,7 @@ class StageGate:
         changed = [t for t in self._tables
                    if now[t] is not None and now[t] != self._seen.get(t) and t not in BOOKKEEPING_TABLES]
         self._seen = now
-        return [self._check(t, now[t], stage) for t in changed]
+        return self._check_all([(t, now[t]) for t in changed], stage)
 
     def finish(self) -> list[ValidationOutcome]:
         """Validate the bookkeeping tables the run appended to (run_log, quarantine)."""
@@ -506,17 +581,26 @@ class StageGate:
         now = delta_versions(self.ctx, self._tables)
         changed = [t for t in BOOKKEEPING_TABLES
                    if t in now and now[t] is not None and now[t] != self._start.get(t)]
-        return [self._check(t, now[t], "run") for t in changed]
+        return self._check_all([(t, now[t]) for t in changed], "run")
 
-    def _check(self, table: str, version: int | None, stage: str) -> ValidationOutcome:
-        outcome = validate_table(self.ctx, table, version=version, stage=stage)
-        self.outcomes.append(outcome)
-        if not outcome.success:
+    def _check_all(self, tables: list[tuple[str, int | None]], stage: str) -> list[ValidationOutcome]:
+        """Validate every table, record them as one batch (also when one failed), then stop the pipeline
+        on a failed critical expectation."""
+        batch = ValidationBatch(self.ctx)
+        outcomes = []
+        try:
+            for table, version in tables:
+                outcomes.append(validate_table(self.ctx, table, version=version, stage=stage, batch=batch))
+        finally:
+            batch.flush()
+        self.outcomes += outcomes
+        failed = [o for o in outcomes if not o.success]
+        if failed:
             raise ValidationFailed(
                 f"stage '{stage}' wrote data that failed validation; the pipeline stopped before the "
-                f"next stage.\n{outcome.message()}"
+                f"next stage.\n" + "\n".join(o.message() for o in failed)
             )
-        return outcome
+        return outcomes
 
 
 # ---------------------------------------------------------------------------------------------------
