@@ -236,6 +236,10 @@ def register_views(ctx: RunContext) -> None:
     ctx.warehouse.read_or_empty("run_log").createOrReplaceTempView(exp_mod.RUN_LOG_VIEW)
 
 
+#: outcomes of this process by (warehouse, run id, table, version): a version is validated once per run
+_VALIDATED: dict[tuple[str, str, str, int], ValidationOutcome] = {}
+
+
 class ValidationBatch:
     """The validations of one step (a stage's tables, or one ``validate`` command), recorded together.
 
@@ -337,6 +341,7 @@ def validate_table(
         max_failures_shown=cfg.max_failures_shown,
     )
     batch.add(outcome, stage, context, identifier)
+    _VALIDATED[(ctx.warehouse.root, ctx.run_id, table, int(version))] = outcome
     if own:
         batch.flush()
     log.info(outcome.summary())
@@ -590,6 +595,12 @@ class StageGate:
         outcomes = []
         try:
             for table, version in tables:
+                done = _VALIDATED.get((self.ctx.warehouse.root, self.ctx.run_id, table, int(version or -1)))
+                if done is not None:  # e.g. the release validated the version it pinned: not twice
+                    log.info("[validate] %s v%s: already validated in this run (%s)", table, version,
+                             "passed" if done.success else "FAILED")
+                    outcomes.append(done)
+                    continue
                 outcomes.append(validate_table(self.ctx, table, version=version, stage=stage, batch=batch))
         finally:
             batch.flush()
