@@ -101,9 +101,9 @@ class Warehouse:
         return f"{root}/{name}"
 
     def exists(self, name: str) -> bool:
-        from delta.tables import DeltaTable
-
-        return DeltaTable.isDeltaTable(self.spark, self.path(name))
+        """A Delta table is at the path: its log holds a commit file (a listing; Delta's log cleanup always
+        keeps the latest commit file)."""
+        return bool(self._commit_files(name))
 
     def read(self, name: str, version: int | None = None) -> DataFrame:
         if not self.exists(name):
@@ -245,10 +245,14 @@ class Warehouse:
         )
 
     def last_operation_metrics(self, name: str) -> dict[str, int]:
-        from delta.tables import DeltaTable
-
-        row = DeltaTable.forPath(self.spark, self.path(name)).history(1).select("operationMetrics").first()
-        metrics = row["operationMetrics"] or {} if row else {}
+        """The operation metrics of the table's latest commit, from its commit file's ``commitInfo``."""
+        commits = self._commit_files(name)
+        if not commits:
+            return {}
+        metrics: dict[str, Any] = {}
+        for line in self._read_log_file(name, commits[max(commits)]).splitlines():
+            if line.startswith('{"commitInfo":'):
+                metrics = json.loads(line)["commitInfo"].get("operationMetrics") or {}
         return {k: int(v) for k, v in metrics.items() if str(v).isdigit()}
 
     def history(self, name: str, limit: int = 20) -> DataFrame:
