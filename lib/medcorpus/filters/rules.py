@@ -6,11 +6,14 @@ lexicon hits); :func:`decide` applies the thresholds of :class:`~medcorpus.core.
 map in a fixed rule order and records the *first* rule that fails and its measured value. Because the
 signals are stored with every row, a threshold can be re-applied without recomputing them.
 
-Everything is Spark built-in expressions (regular expressions, ``split``, higher-order functions,
-``array_distinct``), including the ID-card (GB 11643) and bank-card (Luhn) checksums of the PII
-redaction (:mod:`medcorpus.text.pii`; normalize already applied it to ``documents``, the filter runs it
-again so its output is clean whatever wrote ``documents``), except the Gopher n-gram repetition
-signals: one vectorised ``pandas_udf`` (see :func:`repetition_column` for why).
+The signals are defined as Spark built-in expressions (regular expressions, ``split``, higher-order
+functions, ``array_distinct``; :func:`reference_score_documents`), and so is the PII redaction with its
+ID-card (GB 11643) and bank-card (Luhn) checksums (:mod:`medcorpus.text.pii`; normalize already applied it
+to ``documents``, the filter runs it again so its output is clean whatever wrote ``documents``). The Gopher
+n-gram repetition signals need Python (see :func:`repetition_column` for why); :func:`score_documents`
+computes the character-class and line signals in that same Arrow pass (:func:`signals_column`,
+:mod:`medcorpus.filters.textsignals`) instead of a Java regex pass over the text each, with equal values;
+the lexicon hits stay Spark regular expressions.
 
 Units: Chinese (and ``other``) documents are measured in characters and their n-grams are character
 n-grams (no whitespace tokenisation of Chinese); English documents are measured in words.
@@ -36,6 +39,7 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 from medcorpus.core.config import REPO_ROOT, FilterConfig, NormalizeConfig
 from medcorpus.core.errors import InputError
 from medcorpus.filters.repetition import repetition_signals as _fast_repetition
+from medcorpus.filters.textsignals import LINE_SIGNALS, text_signals
 from medcorpus.text.normalize import token_estimate
 from medcorpus.text.pii import redact_pii  # the PII policy: one module for every table and the LLM prompts
 
@@ -314,6 +318,28 @@ def repetition_column(text: Column, lang: Column, cfg: FilterConfig) -> Column:
     return _repetition(text, lang)
 
 
+def signals_column(text: Column, lang: Column, cfg: FilterConfig) -> Column:
+    """struct of the n-gram repetition signals (with the quote offsets) and the character-class and line
+    signals (:data:`~medcorpus.filters.textsignals.LINE_SIGNALS`), in one Arrow-batched pass: the text
+    crosses to Python once. The line signals equal :func:`reference_score_documents`' Spark expressions
+    (:mod:`medcorpus.filters.textsignals`), which cost a Java regex pass each."""
+    rep_names = [*repetition_names(cfg), *QUOTE_SPAN_FIELDS]
+    names = [*rep_names, *LINE_SIGNALS]
+    schema = StructType([StructField(n, DoubleType(), n not in rep_names) for n in names])
+    end_punct = END_PUNCT_LINE[1:-2]  # the class body of "[...]$"
+
+    @F.pandas_udf(schema)  # type: ignore[call-overload]
+    def _signals(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        for texts, langs in batches:
+            tx, lg = texts.tolist(), langs.tolist()
+            rep = [repetition_signals(t, g, cfg) for t, g in zip(tx, lg)]
+            quotes = [(r["quote_start"], r["quote_end"]) for r in rep]
+            lines = text_signals(tx, lg, quotes, cfg.min_dup_unit_chars, ORDINARY_PUNCT, end_punct)
+            yield pd.DataFrame([{**r, **x} for r, x in zip(rep, lines)], columns=names, dtype="float64")
+
+    return _signals(text, lang)
+
+
 # ---------------------------------------------------------------------------------------------------
 # lexicons
 # ---------------------------------------------------------------------------------------------------
@@ -401,11 +427,7 @@ def lexicon_text(text: Column, cfg: FilterConfig) -> Column:
 # scoring: DataFrame -> DataFrame (+ signals map)
 # ---------------------------------------------------------------------------------------------------
 def signal_names(cfg: FilterConfig) -> list[str]:
-    names = [
-        "length", "mojibake_ratio", "special_char_ratio", "digit_ratio", "n_lines", "mean_line_length",
-        "end_punct_frac", "n_dup_lines", "dup_line_frac", "dup_line_char_frac", "n_paragraphs", "dup_para_frac",
-    ]
-    names += repetition_names(cfg)
+    names = [*LINE_SIGNALS, *repetition_names(cfg)]
     for cat in cfg.lexicon_categories:
         names += [f"{cat}_hits", f"{cat}_per_1k"]
     return names
@@ -414,8 +436,41 @@ def signal_names(cfg: FilterConfig) -> list[str]:
 def score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
     """Add ``signals`` (map<string,double>): every rule's measured value, computed once.
 
-    Needs ``text`` and ``lang``. Intermediate arrays (lines, paragraphs, tokens) are columns of their
-    own so Spark computes each once per row.
+    Needs ``text`` and ``lang``. The repetition, character-class and line signals come from one Arrow
+    pass (:func:`signals_column`), the lexicon hits from Spark regular expressions; the values are those
+    of :func:`reference_score_documents`.
+    """
+    text, lang = F.col("text"), F.col("lang")
+    staged = df.withColumn("_f_sig", signals_column(text, lang, cfg)).withColumn("_f_lex_text", lexicon_text(text, cfg))
+    sig = {name: F.col("_f_sig")[name] for name in (*LINE_SIGNALS, *repetition_names(cfg))}
+    return _with_signals_map(staged, sig, cfg).drop("_f_sig", "_f_lex_text")
+
+
+def _with_signals_map(staged: DataFrame, sig: dict[str, Column], cfg: FilterConfig) -> DataFrame:
+    """``staged`` (with ``_f_lex_text``) plus ``signals``: ``sig`` and the lexicon hits, rounded to 6 decimals.
+
+    Each category's hits are a column of their own, used twice in the map (hits, per 1k): written inline
+    there, the map cost about 7 s more on 2.5 M characters, as if each expression ran twice per row."""
+    text = F.col("text")
+    hit_cols = {f"_f_hits_{cat}": F.regexp_count(F.col("_f_lex_text"), F.lit(pattern))
+                for cat, pattern in _cached_patterns(cfg)}
+    staged = staged.withColumns(hit_cols)
+    for cat in cfg.lexicon_categories:
+        hits = F.col(f"_f_hits_{cat}")
+        sig[f"{cat}_hits"] = hits
+        sig[f"{cat}_per_1k"] = _ratio(hits * 1000, F.char_length(text))
+    pairs: list[Column] = []
+    for name in signal_names(cfg):
+        pairs += [F.lit(name), F.round(sig[name].cast("double"), 6)]
+    return staged.withColumn("signals", F.create_map(*pairs)).drop(*hit_cols)
+
+
+def reference_score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
+    """:func:`score_documents` as Spark expressions (a Java regex pass per character-class and line
+    signal): the definition of the signals, which tests/test_filter_signals_fast.py holds the fast path to.
+
+    Intermediate arrays (lines, paragraphs, tokens) are columns of their own so Spark computes each once
+    per row.
     """
     text, lang = F.col("text"), F.col("lang")
 
@@ -452,14 +507,7 @@ def score_documents(df: DataFrame, cfg: FilterConfig) -> DataFrame:
     }
     for name in repetition_names(cfg):
         sig[name] = F.col("_f_rep")[name]
-    for cat, pattern in _cached_patterns(cfg):
-        hits = F.regexp_count(F.col("_f_lex_text"), F.lit(pattern))
-        sig[f"{cat}_hits"] = hits
-        sig[f"{cat}_per_1k"] = _ratio(hits * 1000, F.char_length(text))
-    pairs: list[Column] = []
-    for name in signal_names(cfg):
-        pairs += [F.lit(name), F.round(sig[name].cast("double"), 6)]
-    return staged.withColumn("signals", F.create_map(*pairs)).drop(
+    return _with_signals_map(staged, sig, cfg).drop(
         "_f_lines", "_f_long_lines", "_f_paras", "_f_rep", "_f_rep_text", "_f_nonspace", "_f_lex_text")
 
 
