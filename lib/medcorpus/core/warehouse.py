@@ -181,6 +181,7 @@ class Warehouse:
         """Insert rows whose key is not in the table yet (idempotent). Returns Delta's operation metrics."""
         from delta.tables import DeltaTable
 
+        self._commit_metadata(stage)  # before ensure: a table created here is created by this stage
         self.ensure(name)
         if self.is_empty(name):
             # nothing to match against (a first run): an append inserts the same rows without MERGE's
@@ -229,13 +230,13 @@ class Warehouse:
         )
 
     def append_rows(self, name: str, df: DataFrame, stage: str) -> None:
+        self._commit_metadata(stage)  # before ensure: a table created here is created by this stage
         self.ensure(name)
-        self._commit_metadata(stage)
         self.conform(name, df).write.format("delta").mode("append").save(self.path(name))
 
     def overwrite_rows(self, name: str, df: DataFrame, stage: str) -> None:
+        self._commit_metadata(stage)  # before ensure: a table created here is created by this stage
         self.ensure(name)
-        self._commit_metadata(stage)
         (
             self.conform(name, df)
             .write.format("delta")
