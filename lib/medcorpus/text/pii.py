@@ -281,12 +281,26 @@ def redact_one(text: Column, pii_type: str, policy: Policy) -> tuple[Column, Col
     return F.when(count > 0, F.regexp_replace(text, exact, F.lit(placeholder(pii_type)))).otherwise(text), count
 
 
+def any_pii_pattern(policy: Policy) -> str:
+    """One regex matching wherever any of the policy's patterns matches (their alternation)."""
+    return "|".join(f"(?:{PII_PATTERNS[t]})" for t in policy.types)
+
+
+def may_hold_pii(text: Column, policy: Policy) -> Column:
+    """False when no PII pattern of the policy matches ``text`` anywhere: the redaction chain would return
+    it unchanged (a type changes nothing where its pattern finds nothing, so the next type sees the same
+    text). One regex pass over every document instead of one per type; the chain then runs only on the
+    few documents that may hold PII. Null for a null text."""
+    return text.rlike(any_pii_pattern(policy))
+
+
 def redact_column(text: Column, policy: Policy | None = None) -> Column:
     """``text`` with every PII type of the policy replaced (no counts): for any string column or field."""
     policy = policy or Policy()
+    original = text
     for pii_type in policy.types:
         text, _ = redact_one(text, pii_type, policy)
-    return text
+    return F.when(may_hold_pii(original, policy), text).otherwise(original)
 
 
 def redact_pii(df: DataFrame, cfg: Any = None, text_col: str = "text") -> DataFrame:
@@ -296,17 +310,20 @@ def redact_pii(df: DataFrame, cfg: Any = None, text_col: str = "text") -> DataFr
     counted again as a bank card and credentials are gone before the e-mail pattern runs.
     """
     policy = Policy.of(cfg)
-    out = df
+    # documents no pattern matches skip the chain (see may_hold_pii): same text, no counts
+    out = df.withColumn("_pii_any", F.coalesce(may_hold_pii(F.col(text_col), policy), F.lit(False)))
+    suspect = F.col("_pii_any")
     count_cols = []
     for pii_type in policy.types:
         redacted, count = redact_one(F.col(text_col), pii_type, policy)
         cname = f"_pii_{pii_type}"
         # count first (reads the text before this type's replacement), then replace
-        out = out.withColumn(cname, count).withColumn(text_col, redacted)
+        out = (out.withColumn(cname, F.when(suspect, count).otherwise(F.lit(0)))
+               .withColumn(text_col, F.when(suspect, redacted).otherwise(F.col(text_col))))
         count_cols.append((pii_type, cname))
     pairs = [x for pii_type, cname in count_cols for x in (F.lit(pii_type), F.col(cname).cast("int"))]
     counts = F.map_filter(F.create_map(*pairs), lambda k, v: v > 0)
-    return out.withColumn("pii_counts", counts).drop(*[c for _, c in count_cols])
+    return out.withColumn("pii_counts", counts).drop("_pii_any", *[c for _, c in count_cols])
 
 
 def redact_columns(df: DataFrame, columns: Iterable[str], cfg: Any = None) -> DataFrame:
