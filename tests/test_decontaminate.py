@@ -84,6 +84,22 @@ def test_find_and_drop_contaminated_rows(spark, tmp_path):
     assert kept.columns == sft.columns
 
 
+def test_the_index_is_built_once_per_process_until_a_benchmark_file_or_the_config_changes(spark, tmp_path):
+    root = _bench_dir(tmp_path)
+    cfg = _cfg(root)
+    first = load_index(spark, cfg)
+    assert load_index(spark, cfg) is first  # the sft and preference stages reuse the decontaminate stage's index
+    assert load_index(spark, _cfg(root).model_copy(update={"zh_ngram_chars": 8})) is not first  # other n-grams
+    extra = Q_EN.replace("first line", "second line")
+    with (root / "en" / "med_test.jsonl").open("a", encoding="utf-8") as fh:  # a benchmark item added
+        fh.write(json.dumps({"question": extra, "options": ["a", "b"], "answer": "A"}) + "\n")
+    grown = load_index(spark, cfg)
+    assert grown is not first and grown.items == first.items + 1
+    rows = spark.createDataFrame([("d", "Exam: " + extra)], "id string, prompt string")
+    assert [r["item_id"] for r in find_contamination(rows, grown, cfg, id_col="id", text_cols=("prompt",),
+                                                     kind="sft").collect()] == ["d"]
+
+
 def test_decontaminate_stage_removes_documents(spark, make_config, tmp_path):
     root = _bench_dir(tmp_path)
     ctx = RunContext.create(spark, make_config(f"decontaminate.benchmarks_dir={root}",

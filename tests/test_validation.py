@@ -140,6 +140,9 @@ def test_duplicated_doc_id_stops_the_pipeline_at_its_stage_and_refuses_release(s
         ("critical", "expect_column_values_to_be_unique", "doc_id", 2),
         # the duplicate also breaks the documents <-> run_log row-count reconciliation (a warning)
         ("warning", "unexpected_rows_expectation", None, 1)]
+    # the pipeline renders its Data Docs once, also when it stops: every recorded page exists
+    pages = {r["docs_path"] for r in results.select("docs_path").distinct().collect()}
+    assert len(pages) == 2 and all(p and (validation.reports_dir(ctx) / p).is_file() for p in pages), pages
 
     validation.assert_release_ready(ctx, ["raw_documents"])  # passed tables are releasable
     with pytest.raises(ValidationFailed, match=r"release refused(.|\n)*'documents' version \d+ failed 1 critical"):

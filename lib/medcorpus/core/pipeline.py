@@ -25,12 +25,15 @@ def run_pipeline(ctx: RunContext, sources: list[str], until: str | None = None) 
 
     gate = StageGate(ctx)
     reports = []
-    for name in stage_names():
-        log.info("stage %s ...", name)
-        params = {"sources": sources} if name == "ingest" else {}
-        reports.append(STAGES[name](ctx, **params).run())
-        gate.after(name)
-        if name == until:
-            break
-    gate.finish()
+    try:
+        for name in stage_names():
+            log.info("stage %s ...", name)
+            params = {"sources": sources} if name == "ingest" else {}
+            reports.append(STAGES[name](ctx, **params).run())
+            gate.after(name)
+            if name == until:
+                break
+        gate.finish()
+    finally:
+        gate.close()  # the Data Docs of what was validated, also when a stage failed
     return reports

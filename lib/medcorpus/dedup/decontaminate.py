@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 import logging
 import re
@@ -135,12 +136,18 @@ def benchmarks_root(cfg: DecontaminateConfig) -> Path:
     return root if root.is_absolute() else (REPO_ROOT / root).resolve()
 
 
-def load_benchmark_items(cfg: DecontaminateConfig) -> list[BenchItem]:
-    """Question (+ options) of every item in the configured benchmark files (small: read on the driver)."""
+def benchmark_files(cfg: DecontaminateConfig) -> list[Path]:
+    """The configured benchmark files, sorted (an error when the folder is missing)."""
     root = benchmarks_root(cfg)
     if not root.is_dir():
         raise InputError(f"benchmarks folder not found: {root} (set decontaminate.benchmarks_dir)")
-    files = sorted({Path(p) for g in cfg.benchmark_globs for p in glob.glob(str(root / g), recursive=True)})
+    return sorted({Path(p) for g in cfg.benchmark_globs for p in glob.glob(str(root / g), recursive=True)})
+
+
+def load_benchmark_items(cfg: DecontaminateConfig) -> list[BenchItem]:
+    """Question (+ options) of every item in the configured benchmark files (small: read on the driver)."""
+    root = benchmarks_root(cfg)
+    files = benchmark_files(cfg)
     items: list[BenchItem] = []
     for path in files:
         rel = str(path.relative_to(root))
@@ -227,8 +234,32 @@ def build_index(spark: SparkSession, items: Sequence[BenchItem], cfg: Decontamin
                           len(grams_per_item))
 
 
+#: indexes built in this process, by :func:`index_fingerprint` (at most _INDEX_CACHE_SIZE, newest last)
+_INDEXES: dict[str, BenchmarkIndex] = {}
+_INDEX_CACHE_SIZE = 2
+
+
+def index_fingerprint(spark: SparkSession, cfg: DecontaminateConfig) -> str:
+    """What an index depends on: the Spark application (its frames live there), the decontaminate config,
+    and every benchmark file's path, size and modification time (an edited or added file changes it)."""
+    files = [(str(p), st.st_size, st.st_mtime_ns) for p in benchmark_files(cfg) for st in (p.stat(),)]
+    key = json.dumps([spark.sparkContext.applicationId, cfg.model_dump(mode="json"), files], sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def load_index(spark: SparkSession, cfg: DecontaminateConfig) -> BenchmarkIndex:
-    return build_index(spark, load_benchmark_items(cfg), cfg)
+    """The benchmark index, built once per process for the same files and config. The decontaminate,
+    sft and preference stages of one run all match against it; reading and hashing ~18k items took
+    about 10 s each time."""
+    key = index_fingerprint(spark, cfg)
+    if key in _INDEXES:
+        log.info("benchmark index: reused (%d items, files unchanged)", _INDEXES[key].items)
+        return _INDEXES[key]
+    index = build_index(spark, load_benchmark_items(cfg), cfg)
+    _INDEXES[key] = index
+    while len(_INDEXES) > _INDEX_CACHE_SIZE:
+        del _INDEXES[next(iter(_INDEXES))]
+    return index
 
 
 # ---------------------------------------------------------------------------------------------------

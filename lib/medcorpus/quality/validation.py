@@ -257,15 +257,39 @@ class ValidationBatch:
     def add(self, outcome: ValidationOutcome, stage: str | None, context: Any, identifier: Any) -> None:
         self.items.append((outcome, stage, context, identifier))
 
-    def flush(self) -> None:
+    def flush(self, docs: DocsBuild | None = None) -> None:
+        """Record the outcomes; render their Data Docs now, or add them to ``docs`` (rendered later, together
+        with other batches': the pipeline renders once per run)."""
         if not self.items:
             return
         items, self.items = self.items, []
-        context = items[0][2]
-        _build_docs(context, [identifier for _, _, _, identifier in items])
+        own = docs is None
+        docs = DocsBuild(self.ctx) if docs is None else docs
         for outcome, _, ctx_, identifier in items:
+            docs.add(ctx_, identifier)
             outcome.docs_path = _docs_path(ctx_, identifier, reports_dir(self.ctx))
         record_outcomes(self.ctx, [(outcome, stage) for outcome, stage, _, _ in items])
+        if own:
+            docs.build()
+
+
+class DocsBuild:
+    """Validation pages to render in one Data Docs build (each build re-renders the index, ~1.5 s)."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self.context: Any = None
+        self.identifiers: list[Any] = []
+
+    def add(self, context: Any, identifier: Any) -> None:
+        self.context = context
+        self.identifiers.append(identifier)
+
+    def build(self) -> None:
+        if not self.identifiers:
+            return
+        identifiers, self.identifiers = self.identifiers, []
+        _build_docs(self.context, identifiers)
         if "://" not in str(data_docs_dir(self.ctx)):
             write_offline_index(data_docs_dir(self.ctx))
 
@@ -477,7 +501,8 @@ def write_offline_index(docs: Path) -> Path | None:
 
 def _docs_path(context: Any, identifier: Any, base: Path) -> str | None:
     try:
-        urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name=DOCS_SITE)
+        # the page's path whether it is rendered yet or not (a pipeline renders all its pages at the end)
+        urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name=DOCS_SITE, only_if_exists=False)
     except Exception as err:  # docs are a convenience: never fail a validation over them
         log.debug("no Data Docs url: %s", err)
         return None
@@ -568,6 +593,7 @@ class StageGate:
         self._tables = [t for t in exp_mod.suite_tables() if t not in ctx.config.validate_.skip_tables]
         self._start = delta_versions(ctx, self._tables) if self.enabled else {}
         self._seen = dict(self._start)
+        self.docs = DocsBuild(ctx)  # every validation's page, rendered once: at finish, on failure, or close
 
     def after(self, stage: str) -> list[ValidationOutcome]:
         """Validate the tables ``stage`` committed to; raise ValidationFailed on a critical failure."""
@@ -580,13 +606,21 @@ class StageGate:
         return self._check_all([(t, now[t]) for t in changed], stage)
 
     def finish(self) -> list[ValidationOutcome]:
-        """Validate the bookkeeping tables the run appended to (run_log, quarantine)."""
+        """Validate the bookkeeping tables the run appended to (run_log, quarantine), then render the run's
+        Data Docs."""
         if not self.enabled:
             return []
         now = delta_versions(self.ctx, self._tables)
         changed = [t for t in BOOKKEEPING_TABLES
                    if t in now and now[t] is not None and now[t] != self._start.get(t)]
-        return self._check_all([(t, now[t]) for t in changed], "run")
+        try:
+            return self._check_all([(t, now[t]) for t in changed], "run")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Render the Data Docs of the validations so far (the pipeline calls it also when a stage failed)."""
+        self.docs.build()
 
     def _check_all(self, tables: list[tuple[str, int | None]], stage: str) -> list[ValidationOutcome]:
         """Validate every table, record them as one batch (also when one failed), then stop the pipeline
@@ -603,10 +637,11 @@ class StageGate:
                     continue
                 outcomes.append(validate_table(self.ctx, table, version=version, stage=stage, batch=batch))
         finally:
-            batch.flush()
+            batch.flush(self.docs)
         self.outcomes += outcomes
         failed = [o for o in outcomes if not o.success]
         if failed:
+            self.close()  # the failure's page exists when the error names it
             raise ValidationFailed(
                 f"stage '{stage}' wrote data that failed validation; the pipeline stopped before the "
                 f"next stage.\n" + "\n".join(o.message() for o in failed)
