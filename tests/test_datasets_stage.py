@@ -195,9 +195,10 @@ def test_release_gate_calls_validation_with_tables_and_versions(monkeypatch, ctx
     fake = types.ModuleType("medcorpus.quality.validation")
     fake.assert_release_ready = lambda ctx, tables, versions=None: seen.update(tables=tables, versions=versions)
     monkeypatch.setitem(sys.modules, "medcorpus.quality.validation", fake)
-    import medcorpus
+    import medcorpus.quality
 
-    monkeypatch.setattr(medcorpus, "validation", fake, raising=False)
+    # ``from medcorpus.quality import validation`` reads the package attribute once the module was imported
+    monkeypatch.setattr(medcorpus.quality, "validation", fake, raising=False)
     assert _validation_hook(ctx, {"sft": 3, "preference": 1}) == "validation passed"
     assert seen == {"tables": ["sft", "preference"], "versions": {"sft": 3, "preference": 1}}
 

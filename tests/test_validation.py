@@ -175,3 +175,32 @@ def test_sft_checkpoint_passes_a_well_formed_row_with_its_struct_column(ctx):
     outcome = validate_table(ctx, "sft")
     assert [(r.expectation_type, r.note) for r in outcome.critical_failures] == []
     assert outcome.success
+
+
+def test_release_readiness_reuses_a_validation_when_later_commits_only_set_table_properties(ctx):
+    from medcorpus.quality.validation import assert_release_ready, validate_table
+
+    def pairs(*ids):
+        return ctx.spark.createDataFrame([(p, "s" + p, "Q?", "A", "A" if p == "p2" else "B", "objective", "src", "zh",
+                                           10, "r") for p in ids], table_spec("preference").schema)
+
+    ctx.warehouse.merge_new_rows("preference", pairs("p1", "p2"), "t")  # p2: chosen == rejected, a critical failure
+    validated = ctx.warehouse.version("preference")
+    assert not validate_table(ctx, "preference").success
+    ctx.warehouse.mark_run("preference", "release")  # ALTER TABLE ... SET TBLPROPERTIES: a new version, same data
+    assert ctx.warehouse.version("preference") == validated + 1
+    assert ctx.warehouse.sets_only_properties("preference", validated + 1)
+    assert not ctx.warehouse.sets_only_properties("preference", validated)  # the commit that added the rows
+
+    def versions_validated():
+        return sorted(r[0] for r in ctx.warehouse.read("validation_results").select("table_version").distinct().collect())
+
+    with pytest.raises(ValidationFailed, match=rf"'preference' version {validated + 1} failed 1 critical(.|\n)*"
+                                               rf"at version {validated}; the later commits only set table properties"):
+        assert_release_ready(ctx, ["preference"])
+    assert versions_validated() == [validated]  # the earlier result decided; nothing was validated again
+
+    ctx.warehouse.append_rows("preference", pairs("p3"), "t")  # new data: validated again at its version
+    with pytest.raises(ValidationFailed, match=rf"'preference' version {validated + 2} failed"):
+        assert_release_ready(ctx, ["preference"])
+    assert versions_validated() == [validated, validated + 2]

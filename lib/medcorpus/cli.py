@@ -362,9 +362,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _run_command(args: argparse.Namespace, config: Config, sources: list[str]) -> int:
     from medcorpus.core import pipeline as runner
-    from medcorpus.core.session import build_spark
+    from medcorpus.core.session import build_spark, import_in_background
 
+    # the pipeline's validation gates need Great Expectations: import it while the JVM starts
+    preload = import_in_background(["great_expectations"]) if args.command == "run" and config.validate_.enabled else None
     spark = build_spark(config)
+    if preload is not None:
+        preload.join()
     ctx = runner.RunContext.create(spark, config)
     log.info("run %s config %s warehouse %s", ctx.run_id, config.hash(), config.warehouse)
     from medcorpus.stages import STAGES, run_stage

@@ -8,10 +8,12 @@ locally it adds Delta from the project-local Ivy cache, binds to loopback and pi
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -209,6 +211,23 @@ def _submitted_conf() -> dict[str, str]:
 
     SparkContext._ensure_initialized()  # type: ignore[attr-defined]
     return dict(SparkConf().getAll())
+
+
+def import_in_background(modules: list[str]) -> threading.Thread:
+    """Import ``modules`` on a thread while the main thread waits for the JVM to start (Great Expectations
+    takes 5-10 s to import, about as long as the JVM takes to start). ``join`` the thread before using them;
+    an import error is left for the main thread's own import to raise."""
+
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception as err:  # the main thread's import raises it where the module is used
+                log.debug("background import of %s failed: %s", name, err)
+
+    thread = threading.Thread(target=load, name="medcorpus-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def build_spark(config: Config) -> SparkSession:

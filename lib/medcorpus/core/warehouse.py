@@ -249,6 +249,18 @@ class Warehouse:
             .save(self.path(name))
         )
 
+    def sets_only_properties(self, name: str, version: int) -> bool:
+        """The commit ``version`` only set table properties (``ALTER TABLE ... SET TBLPROPERTIES``: no file added
+        or removed, no schema change), so the table's data equals that of ``version - 1``. False when the commit
+        file is gone (log cleanup) or holds anything else."""
+        file_name = f"{version:020d}.json"
+        if file_name not in self._commit_files(name).values():
+            return False
+        actions = [json.loads(line) for line in self._read_log_file(name, file_name).splitlines() if line.strip()]
+        kinds = {kind for action in actions for kind in action}
+        operation = next((a["commitInfo"].get("operation") for a in actions if "commitInfo" in a), None)
+        return operation == "SET TBLPROPERTIES" and kinds <= {"commitInfo", "metaData"}
+
     def last_operation_metrics(self, name: str) -> dict[str, int]:
         """The operation metrics of the table's latest commit, from its commit file's ``commitInfo``."""
         commits = self._commit_files(name)
