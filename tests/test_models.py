@@ -17,10 +17,14 @@ from medcorpus.classify.fluency import CharLM
 from medcorpus.classify.rater import (
     RATER_FEATURES,
     QualityRater,
+    anaphoric_start,
     bracket_breaks,
     coherence,
     cohesion,
+    dangling_labels,
+    ends_complete,
     lead,
+    line_end_typicality,
     question_position,
     repetition,
     restated_once,
@@ -138,7 +142,7 @@ def test_fluency_model_prefers_real_text_to_garbled_and_round_trips():
 
 
 # ---------------------------------------------------------------------------------------------------
-# qrater-v2 signals
+# qrater-v2 signals (still in v3)
 # ---------------------------------------------------------------------------------------------------
 QUESTION = "I have had a dry cough and a mild fever for three days, and my chest feels tight. Could this be covid?"
 ANSWER = ("In brief: probably a common cold. Rest, drink plenty of fluids and check your temperature twice a day. "
@@ -235,3 +239,28 @@ def test_a_signal_only_latin_text_has_adds_nothing_between_scripts():
     f = rater.features([ORIGINALS[0], ORIGINALS[2], ORIGINALS[2][:-3]])  # Chinese; English; English cut mid-word
     assert f[0, col] == 0.0
     assert f[1, col] > 0.0 > f[2, col]
+
+
+# ---------------------------------------------------------------------------------------------------
+# qrater-v3 signals
+# ---------------------------------------------------------------------------------------------------
+def test_label_lines_left_without_a_turn_and_a_back_referring_opening_mark_lost_order():
+    dialogue = "Patient:\nI have had a cough for a week.\nDoctor:\nRest and drink plenty of fluids."
+    assert dangling_labels(dialogue) == 0.0
+    assert dangling_labels("Patient:\nDoctor:\nI have had a cough for a week.\nRest and drink fluids.") == 0.5
+    assert dangling_labels("病人:\n咳嗽一周了。\n医生:") == 0.5  # the doctor's label ends the text
+    assert np.isnan(dangling_labels("No label lines here.\nNone at all."))
+    assert anaphoric_start("They said it would rain.") == 1.0
+    assert anaphoric_start("Aspirin thins the blood. It also eases pain.") == 0.0
+    assert anaphoric_start("这种药饭后服用。") == 1.0 and anaphoric_start("阿司匹林饭后服用。") == 0.0
+
+
+def test_a_last_line_cut_mid_sentence_ends_unlike_the_other_lines():
+    lines = ["What is high blood pressure ?", "How is high blood pressure diagnosed ?",
+             "What are the treatments for high blood pressure ?", "Who is at risk for high blood pressure ?"]
+    lm = CharLM.train(["\n".join(lines)] * 5 + ORIGINALS * 3, order=3, bits=14)
+    whole = "\n".join(lines + ["What to do for high blood pressure ?"])
+    cut = "\n".join(lines + ["What to do for high blo"])
+    typical, atypical, short = line_end_typicality([whole, cut, "One line only."], lm)
+    assert typical > atypical and np.isnan(short)
+    assert ends_complete(whole) and not ends_complete(cut)

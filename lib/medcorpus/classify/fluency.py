@@ -129,6 +129,17 @@ class CharLM:
         lp = self.char_logprobs(codes)
         return lp[starts[1:] - 2]  # the space after each tail
 
+    def newline_logprobs(self, tails: Sequence[str], tail_chars: int = 8) -> np.ndarray:
+        """log10 P(a line break | each tail's last characters): how much a line ending there looks like the end
+        of a line (a complete sentence, a list item, a heading) rather than a cut."""
+        if not tails:
+            return np.zeros(0)
+        heads = [t.rstrip()[-tail_chars:] + "\n" for t in tails]
+        codes, starts = codes_of(heads + [""], tail_chars + 1)
+        lp = self.char_logprobs(codes)
+        ends = starts[:-1] + np.fromiter((len(h) - 1 for h in heads), dtype=np.int64, count=len(heads))
+        return lp[ends]
+
     def score(self, texts: Sequence[str], max_chars: int = 3000) -> tuple[np.ndarray, np.ndarray]:
         """(mean log10 P per character, mean over the worst ``tail_frac`` of windows) per text; 0 for empty."""
         n = len(texts)

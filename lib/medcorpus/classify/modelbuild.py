@@ -62,6 +62,11 @@ MIXED_SOURCES = ("dpo_zh",)
 FLUENCY_REFERENCE = ("huatuo", "tcm_books", "medicalgpt", "news_msra", "laws", "niutrans",
                      "medquad", "pubmedqa", "brown", "nltk_state_union", "nltk_inaugural")
 PARITY_SOURCES = ("covid_dialogue_zh", "covid_dialogue_en")
+# A degradation whose pairs mean something only when the original is complete: an original that is itself cut
+# mid-sentence (a book chunk that ends inside a hard-wrapped line, one news sentence, a list item) cannot be told
+# from a shorter cut of itself by anything in the text. Its pairs are reported for every original and targeted on
+# originals that end at a sentence end (``ends_complete``); every other kind is targeted on all originals.
+COMPLETE_ORIGINAL_ONLY = ("truncated",)
 TARGETS = {"f1_overall": 0.97, "f1_per_language": 0.95, "general_max_predicted_medical": 0.03,
            "medical_min_recall": 0.95, "degradation_min_win": 0.95, "max_abs_spearman_length": 0.3,
            "max_parity_gap": 0.3}
@@ -214,7 +219,7 @@ def train_default_rater(train: list[labelled_mod.LabelledRow], max_ref: int = 80
     reference = [r.text for r in sorted(train, key=lambda r: stable("ref", r.text[:200]))
                  if r.source in FLUENCY_REFERENCE and half[r.group] == 0][:max_ref]
     pair_texts = [r.text for r in sorted(train, key=lambda r: stable("pair", r.text[:200]))
-                  if r.source not in PARITY_SOURCES and r.source not in MIXED_SOURCES and half[r.group] == 1][:max_pairs]
+                  if r.source not in MIXED_SOURCES and half[r.group] == 1][:max_pairs]
     return rater_mod.train_rater(reference, pair_texts)
 
 
@@ -228,14 +233,19 @@ def validate_rater(model: rater_mod.QualityRater, bench: list[labelled_mod.Label
     docs = [r for rs in by_source.values() for r in [x for x in rs if eligible(x.text)][:per_source]]
     originals = [r.text for r in docs]
     so = model.predict(originals)
+    complete = np.array([rater_mod.ends_complete(t) for t in originals])
     pairs: dict[str, Any] = {}
     for kind in DEGRADATIONS:
         twins = [degrade(t, kind, stable(kind, t[:200])) for t in originals]
         differs = np.array([t != o for t, o in zip(twins, originals)])
         st = model.predict(twins)
         wins = (so > st)[differs]
+        wins_complete = (so > st)[differs & complete]
         pairs[kind] = {"pairs": int(differs.sum()), "identical_twins_skipped": int((~differs).sum()),
                        "original_wins": round(float(wins.mean()), 4) if len(wins) else None,
+                       "pairs_complete_original": int((differs & complete).sum()),
+                       "original_wins_complete_original": round(float(wins_complete.mean()), 4)
+                       if len(wins_complete) else None,
                        "mean_original": round(float(so[differs].mean()), 3) if len(wins) else None,
                        "mean_twin": round(float(st[differs].mean()), 3) if len(wins) else None}
     sources = {}
@@ -246,6 +256,8 @@ def validate_rater(model: rater_mod.QualityRater, bench: list[labelled_mod.Label
         sources[s] = {"n": len(texts), "mean_quality": round(float(q.mean()), 3),
                       "pass_2_5": round(float((q >= 2.5).mean()), 4),
                       "spearman_log_length": None if np.isnan(rho) else round(float(rho), 3)}
+    targeted = {k: (v["original_wins_complete_original"] if k in COMPLETE_ORIGINAL_ONLY else v["original_wins"]) or 0.0
+                for k, v in pairs.items()}
     zh, en = (sources.get(s, {}).get("mean_quality") for s in PARITY_SOURCES)
     gap = round(float(zh - en), 3) if zh is not None and en is not None else None
     worst_rho = max((abs(v["spearman_log_length"]) for v in sources.values() if v["spearman_log_length"] is not None),
@@ -257,10 +269,11 @@ def validate_rater(model: rater_mod.QualityRater, bench: list[labelled_mod.Label
         "per_source": sources,
         "parity_covid_zh_minus_en": gap,
         "targets": {
-            "degradation_min_win": {"value": min(v["original_wins"] or 0 for v in pairs.values()),
-                                    "target": TARGETS["degradation_min_win"],
-                                    "below_target": {k: v["original_wins"] for k, v in pairs.items()
-                                                     if (v["original_wins"] or 0) < TARGETS["degradation_min_win"]}},
+            "degradation_min_win": {"value": min(targeted.values()), "target": TARGETS["degradation_min_win"],
+                                    "measured_on": {k: ("complete originals" if k in COMPLETE_ORIGINAL_ONLY else
+                                                        "all originals") for k in pairs},
+                                    "below_target": {k: v for k, v in targeted.items()
+                                                     if v < TARGETS["degradation_min_win"]}},
             "max_abs_spearman_length": {"value": worst_rho, "target": TARGETS["max_abs_spearman_length"],
                                         "over_target": {s: v["spearman_log_length"] for s, v in sources.items()
                                                         if v["spearman_log_length"] is not None and
@@ -341,11 +354,15 @@ def markdown(models: Path) -> str:
         lines += ["", "| p_medical bin | docs | mean p | observed medical |", "|---|---|---|---|"]
         lines += [f"| {r['bin']} | {r['n']} | {r['mean_p']} | {r['observed_medical']} |" for r in dom["reliability"]]
     if rat:
-        lines += ["", "| degradation | pairs | original ranked higher | mean original | mean twin |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "| degradation | pairs | original ranked higher | complete originals (pairs) | ranked higher "
+                      "| mean original | mean twin |", "|---|---|---|---|---|---|---|"]
         for k, v in rat["degradation_pairs"].items():
             win = "n/a" if v["original_wins"] is None else f"{100 * v['original_wins']:.1f}%"
-            lines.append(f"| {k} | {v['pairs']} | {win} | {v['mean_original']} | {v['mean_twin']} |")
+            full = v.get("original_wins_complete_original")
+            win_full = "n/a" if full is None else f"{100 * full:.1f}%"
+            mark = " (targeted)" if k in COMPLETE_ORIGINAL_ONLY else ""
+            lines.append(f"| {k} | {v['pairs']} | {win} | {v.get('pairs_complete_original', 'n/a')} | {win_full}{mark} | "
+                         f"{v['mean_original']} | {v['mean_twin']} |")
         lines += ["", "| source | docs | mean quality | ≥ 2.5 | Spearman(quality, log length) |", "|---|---|---|---|---|"]
         for s, v in rat["per_source"].items():
             lines.append(f"| {s} | {v['n']} | {v['mean_quality']} | {100 * v['pass_2_5']:.0f}% | "

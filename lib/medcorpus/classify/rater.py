@@ -22,6 +22,11 @@ quality that do not depend on topic**:
   or never closed (a quote split across reordered sentences, a text cut inside brackets). The order signals
   are undefined for a text of fewer than 4 sentences (or 3 lines, or with no question): the rater then uses
   the pair originals' mean per script, so a short text is not marked down for being short;
+* ``dangling_labels``: speaker or heading lines ("医生:", "Patient:") with no turn under them;
+  ``formula_position``: greetings and "首先" away from the start, sign-offs and "总之" away from the end;
+  ``anaphoric_start``: a text opening with a word that refers back (They, This; 他, 这, 该) (qrater-v3);
+* ``end_typical``: whether the last line ends the way the text's other lines end (a list of questions ends
+  with a question, a cut does not; qrater-v3);
 * ``ends_cleanly`` / ``end_prob`` / ``word_complete``: the text ends with sentence-final punctuation, the
   fluency model's probability that a text ends after its last characters, and (Latin script, centred on
   the script's mean so it adds nothing between scripts) that a word ends there (a document cut mid-sentence
@@ -53,7 +58,8 @@ from medcorpus.text.script import mostly_han
 
 RATER_FEATURES = ("fluency", "fluency_tail", "cohesion", "lead", "order_breaks", "ends_cleanly", "end_prob",
                   "spam", "boilerplate", "noise", "repetition", "repetition3", "stuffing", "coherence", "title_lead",
-                  "bracket_breaks", "word_complete", "question_position", "log_length")
+                  "bracket_breaks", "word_complete", "question_position", "end_typical", "dangling_labels",
+                  "anaphoric_start", "formula_position", "log_length")
 # A fixed, small weight on log10(characters) breaks ties for a document cut short (a cut that happens to end
 # cleanly looks like its original on every other signal). 0.08 per tenfold length: a 3,000-character text
 # gains 0.12 over a 100-character one, too little to order a source by length.
@@ -83,6 +89,11 @@ _NOISE = re.compile(r"[~^`|¦¬°•■□▲◆※¤§¨\ufffd]|Ã|Â|â€|锟
 _SPACE = re.compile(r"\s")
 MAX_CHARS = 3000
 MAX_SENTENCES = 30
+
+
+def ends_complete(text: str) -> bool:
+    """The text ends with sentence-final punctuation (or a closing quote or bracket after it)."""
+    return bool(_END_OK.search((text or "")[-200:]))
 
 
 def _units(sentence: str, han: bool) -> set[str]:
@@ -215,6 +226,78 @@ def question_position(text: str) -> float:
     return float(np.mean(pos)) if pos else float("nan")
 
 
+_LABEL_LINE = re.compile(r"^[^\n。！？!?.]{1,16}[:：]$")
+MAX_LINES = 200
+
+
+def dangling_labels(text: str) -> float:
+    """Share of label lines (a speaker "医生:" / "Patient:", a heading "Answer:") with nothing under them: the
+    next line is another label, or the text ends. In a dialogue each label introduces a turn; sentences put
+    in another order leave labels side by side or last. NaN for a text with no label line."""
+    lines = [ln.strip() for ln in text.split("\n") if ln.strip()][:MAX_LINES]
+    labels = [i for i, ln in enumerate(lines) if _LABEL_LINE.match(ln)]
+    if not labels:
+        return float("nan")
+    bare = sum(1 for i in labels if i == len(lines) - 1 or _LABEL_LINE.match(lines[i + 1]))
+    return bare / len(labels)
+
+
+_ANAPHORIC = re.compile(r"^\s*(?:(?:He|She|It|They|This|These|Those|Such|Its|Their|His|Her)\b|他们|她们|它们|他|她|它|这|该)")
+
+
+def anaphoric_start(text: str) -> float:
+    """1 when the text opens with a word that refers back (He, They, This; 他, 这, 该): a first sentence
+    rarely does; a sentence moved to the front often does."""
+    return 1.0 if _ANAPHORIC.match(text) else 0.0
+
+
+_OPENING = re.compile(r"^\W*(?:你好|您好|感谢您的信任|谢谢您的提问|根据您的描述|首先|Hi\b|Hello|Dear\b|Welcome|"
+                      r"Thanks? (?:you )?for (?:your |the )?(?:query|question|asking|writing)|Good (?:morning|afternoon|evening)|"
+                      r"First(?:ly)?\b)", re.IGNORECASE)
+_CLOSING = re.compile(r"^\W*(?:总之|综上|总结|最后|祝您|祝你|希望对您有|希望能帮|谢谢|不客气|不谢|早日康复|"
+                      r"In conclusion|In summary|To sum up|Overall\b|Finally\b|Hope (?:this|it|that) helps|Take care|"
+                      r"Wish you|Regards|Thank you|Thanks\b|Good luck|Get well)", re.IGNORECASE)
+
+
+def formula_position(text: str) -> float:
+    """How far from their place the opening and closing formulas stand: a greeting or "首先" belongs at the
+    start, "总之", "Hope this helps" or a thank-you at the end. The mean of the relative position (0 = first
+    sentence, 1 = last) of opening sentences and of 1 - position of closing ones, among the first
+    MAX_SENTENCES; about 0 in a text in order, about 0.5 once its sentences are shuffled. NaN with fewer than 4
+    sentences or no formula."""
+    sents = [s.strip() for s in _SENT.split(text[:MAX_CHARS]) if s and len(s.strip()) > 1][:MAX_SENTENCES]
+    if len(sents) < 4:
+        return float("nan")
+    last = len(sents) - 1
+    misplaced = [i / last for i, s in enumerate(sents) if _OPENING.match(s)]
+    misplaced += [1.0 - i / last for i, s in enumerate(sents) if _CLOSING.match(s)]
+    return float(np.mean(misplaced)) if misplaced else float("nan")
+
+
+def line_end_typicality(texts: Sequence[str], lm: CharLM) -> np.ndarray:
+    """How much the text's last line ends like its other lines do: log10 P(line break | the last line's
+    final characters) minus the median of the same over the other lines (up to MAX_LINES). A list of
+    questions ends with a question, a dialogue with a turn; a text cut mid-sentence ends in a way none of
+    its lines does. NaN for a text of fewer than 3 lines (the rater then uses the script's mean)."""
+    tails: list[str] = []
+    spans: list[tuple[int, int, int]] = []
+    for i, t in enumerate(texts):
+        lines = [ln for ln in (t or "").split("\n") if ln.strip()]
+        if len(lines) < 3:
+            continue
+        body = lines[:-1][:MAX_LINES]
+        spans.append((i, len(tails), len(body)))
+        tails.extend(body)
+        tails.append(lines[-1])
+    out = np.full(len(texts), np.nan)
+    if not tails:
+        return out
+    lp = np.maximum(lm.newline_logprobs(tails), -6.0)
+    for i, start, n in spans:
+        out[i] = (lp[start + n] - float(np.median(lp[start: start + n]))) / 6.0
+    return out
+
+
 def _density(pattern: re.Pattern[str], text: str) -> float:
     return float(np.log1p(1000.0 * len(pattern.findall(text)) / max(len(text), 1)))
 
@@ -281,6 +364,7 @@ def raw_features(texts: Sequence[str], lm: CharLM) -> np.ndarray:
     mean, tail = lm.score(heads, MAX_CHARS)
     ends = lm.end_logprobs([t or "" for t in texts])
     words_end = lm.word_end_logprobs([t or "" for t in texts])
+    typical = line_end_typicality(texts, lm)
     out = np.zeros((len(heads), len(RATER_FEATURES) + 2))
     for i, t in enumerate(heads):
         han = mostly_han(t)
@@ -289,13 +373,13 @@ def raw_features(texts: Sequence[str], lm: CharLM) -> np.ndarray:
         tokens: str | list[str] = _NOT_HAN.sub("", t) if han else _WORD.findall(t.lower())
         n_lines = max(len(_LINE.findall(t)), 1)
         nav_lines = min(len(_NAV_LINE.findall(t)) / n_lines, 1.0)
-        full_tail = (texts[i] or "")[-200:]
-        clean_end = 1.0 if _END_OK.search(full_tail) else 0.0
+        clean_end = 1.0 if ends_complete(texts[i] or "") else 0.0
         out[i] = [mean[i], tail[i], cohesion(units), lead(units), order_breaks(t), clean_end,
                   max(float(ends[i]), -6.0) / 6.0 + 1.0, _density(_SPAM, t),
                   nav_lines, len(_NOISE.findall(t)) / nonspace * 10, *repetition(t, han, tokens), stuffing(han, tokens),
                   coherence(units), title_lead(t), bracket_breaks(texts[i] or ""),
                   float("nan") if han else max(float(words_end[i]), -6.0) / 6.0 + 1.0, question_position(t),
+                  typical[i], dangling_labels(texts[i] or ""), anaphoric_start(t), formula_position(t),
                   float(np.log10(max(len(texts[i] or ""), 10))),
                   float(len(units)), 1.0 if han else 0.0]
     return out

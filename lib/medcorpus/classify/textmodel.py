@@ -32,7 +32,7 @@ from medcorpus.core.errors import MedcorpusError
 from medcorpus.text.script import HAN_RUN as _HAN_RUN
 
 FEATURE_VERSION = "hngram-v2"
-RATER_VERSION = "qrater-v2"
+RATER_VERSION = "qrater-v3"
 DOMAIN_KIND = "domain_classifier"
 RATER_KIND = "quality_rater"
 MEDICAL = "medical"
