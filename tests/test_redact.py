@@ -114,3 +114,46 @@ def test_fuzz_planted_pii_is_removed_between_separators(before, pii, after):
     redacted, counts = R.redact_text(text)
     assert pii not in redacted
     assert sum(counts.values()) >= 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# the necessary conditions (PII_NEEDS) tested before the patterns: a text that fails them holds no match
+# ---------------------------------------------------------------------------------------------------
+def _matching_types(text: str) -> list[str]:
+    import re
+
+    return [t for t, p in R.PII_PATTERNS.items() if re.search(p, text, re.ASCII)]
+
+
+@pytest.mark.parametrize("text", [t for t, _, _ in CASES] + ["10.0.0.1", "1.1.1.10", "(555) 234-5678", "+1 555 234 5678"])
+def test_every_known_format_meets_the_necessary_condition_of_its_type(text):
+    import re
+
+    types = _matching_types(text)
+    assert types, text  # each case matches some pattern, so the condition below is exercised
+    for t in types:
+        assert re.search(R.needs_of(t), text), (t, text)
+
+
+def test_text_without_an_at_sign_or_a_run_of_digits_skips_the_patterns(spark):
+    from pyspark.sql import functions as F
+
+    policy = R.Policy()
+    texts = ["复查2023年10月12日，血压120/80。", "剂量 10 mg，一日 3 次。", "电话13912345678", "a.b@example.org"]
+    df = spark.createDataFrame([(t,) for t in texts], "text string")
+    got = [r[0] for r in df.select(F.col("text").rlike(R.any_need_pattern(policy))).collect()]
+    assert got == [False, False, True, True]
+
+
+_PLANTED_MORE = st.sampled_from(["10.0.0.1", "192.168.10.254", "(555) 234-5678", "+1 555 234 5678",
+                                 "+86 139 1234 5678", "(０７５５)２３４５６７８９", "https://u:p@h.org"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(_NOISE, st.one_of(_PLANTED, _PLANTED_MORE, _NOISE), _NOISE)
+def test_fuzz_every_match_of_a_type_meets_its_necessary_condition(before, middle, after):
+    import re
+
+    text = before + middle + after
+    for t in _matching_types(text):
+        assert re.search(R.needs_of(t), text), (t, text)

@@ -65,6 +65,19 @@ PII_PATTERNS: dict[str, str] = {
     "PHONE_EN": r"(?<![0-9A-Za-z])(?:\+?1[ .-])?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}(?![0-9])",
 }
 PLACEHOLDER = {"PHONE_EN": "<PHONE>"}
+# What a match of each type cannot do without: a cheap necessary condition, tested before the patterns
+# themselves. Every digit-based type is a run of at least 7 characters of digits and the separators its pattern
+# allows, starting with a digit (the shortest IPv4 address the IP pattern accepts, "1.1.1.10", is 8; phone,
+# landline, ID and card numbers are longer), so a text without such a run cannot hold one of them. On real text
+# the run is rare (2.6% of the documents of the scale bench), and a character-class scan is ~15x faster than the
+# alternation of every pattern's lookarounds at every position (tests/test_redact.py checks every match).
+DIGIT_RUN = "[0-9０-９][0-9０-９ .()（）+\\-]{6}"
+PII_NEEDS: dict[str, str] = {"URL_CREDENTIALS": "://", "EMAIL": "@"}  # every other type: DIGIT_RUN
+
+
+def needs_of(pii_type: str) -> str:
+    """The necessary-condition regex of one type (see :data:`PII_NEEDS`)."""
+    return PII_NEEDS.get(pii_type, DIGIT_RUN)
 DEFAULT_TYPES: tuple[str, ...] = (
     "URL_CREDENTIALS", "EMAIL", "ID_CARD", "BANK_CARD", "IP", "PHONE", "LANDLINE", "PHONE_EN",
 )
@@ -145,8 +158,7 @@ def luhn_ok(candidate: str, prefixes: str = DEFAULT_BANK_CARD_PREFIXES) -> bool:
     return total % 10 == 0
 
 
-_ANY_DIGIT = re.compile("[0-9０-９]")
-_NEEDS = {"URL_CREDENTIALS": "://", "EMAIL": "@"}  # every other type needs a digit
+_DIGIT_RUN = re.compile(DIGIT_RUN)
 
 
 @cache
@@ -168,11 +180,11 @@ def redact_text(text: str | None, policy: Policy | None = None) -> tuple[str | N
     if not text:
         return text, {}
     counts: dict[str, int] = {}
-    has_digit = _ANY_DIGIT.search(text) is not None
+    has_digit_run = _DIGIT_RUN.search(text) is not None
     for pii_type in policy.types:
-        needs = _NEEDS.get(pii_type)
-        if (needs is None and not has_digit) or (needs is not None and needs not in text):
-            continue  # a cheap test first: most text has no '@', no '://', some none of the digits
+        needs = PII_NEEDS.get(pii_type)
+        if (needs is None and not has_digit_run) or (needs is not None and needs not in text):
+            continue  # a cheap test first (PII_NEEDS): most text has no '@', no '://', no run of digits
         valid = _py_validator(pii_type, policy)
         n = 0
 
@@ -286,12 +298,19 @@ def any_pii_pattern(policy: Policy) -> str:
     return "|".join(f"(?:{PII_PATTERNS[t]})" for t in policy.types)
 
 
+def any_need_pattern(policy: Policy) -> str:
+    """One regex matching wherever a necessary condition of one of the policy's types holds (:data:`PII_NEEDS`)."""
+    needs = dict.fromkeys(needs_of(t) for t in policy.types)
+    return "|".join(f"(?:{n})" for n in needs)
+
+
 def may_hold_pii(text: Column, policy: Policy) -> Column:
     """False when no PII pattern of the policy matches ``text`` anywhere: the redaction chain would return
     it unchanged (a type changes nothing where its pattern finds nothing, so the next type sees the same
-    text). One regex pass over every document instead of one per type; the chain then runs only on the
-    few documents that may hold PII. Null for a null text."""
-    return text.rlike(any_pii_pattern(policy))
+    text). A character-class scan for what every type needs (an '@', a '://', a run of 7 digits and
+    separators) first, then one pass of the alternation of all patterns on the few texts that pass it; the
+    chain runs only on the documents that may hold PII. Null for a null text."""
+    return text.rlike(any_need_pattern(policy)) & text.rlike(any_pii_pattern(policy))
 
 
 def redact_column(text: Column, policy: Policy | None = None) -> Column:
