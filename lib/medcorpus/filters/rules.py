@@ -25,7 +25,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -385,27 +385,14 @@ def _quote(term: str) -> str:
     return r"\Q" + term.replace(r"\E", r"\E\\E\Q") + r"\E"
 
 
-def first_char_class(terms: Iterable[str]) -> str:
-    """A Java character class of the terms' first characters (ASCII punctuation escaped; ``&&`` would be an
-    intersection)."""
-    firsts = sorted({t[0] for t in terms if t})
-    return "[" + "".join("\\" + c if c.isascii() and not c.isalnum() else c for c in firsts) + "]"
-
-
 def lexicon_pattern(terms: dict[str, list[str]]) -> str:
-    """One regex: Chinese terms as substrings, English ones case-insensitive between non-letters.
-
-    Each part starts with a lookahead for the terms' first characters: Java tries every alternative (and, for
-    English, the lookbehind) at every position of the text; a character-class test rejects almost every
-    position first. The matches are the same (1.5x faster on the scale bench's 29 M characters, every count
-    equal)."""
+    """One regex: Chinese terms as substrings, English ones case-insensitive between non-letters."""
     parts = []
     if terms.get("zh"):
-        parts.append("(?=" + first_char_class(terms["zh"]) + ")(?:" + "|".join(_quote(t) for t in terms["zh"]) + ")")
+        parts.append("(?:" + "|".join(_quote(t) for t in terms["zh"]) + ")")
     if terms.get("en"):
         en = "|".join(_quote(t) for t in terms["en"])
-        parts.append(r"(?i:(?=" + first_char_class(terms["en"]) + r")(?<![\p{L}\p{N}])(?:" + en
-                     + r")(?![\p{L}\p{N}]))")
+        parts.append(r"(?i:(?<![\p{L}\p{N}])(?:" + en + r")(?![\p{L}\p{N}]))")
     return "|".join(parts) if parts else "(?!)"
 
 
