@@ -77,3 +77,17 @@ def test_shipped_rater_ranks_real_documents_above_their_degraded_twins():
     assert all(wins[k] >= 0.93 for k in robust), wins
     # the weak ones (see README, Extraction quality): lost order and clean-looking cuts
     assert wins["repeated_paragraphs"] >= 0.85 and wins["truncated"] >= 0.8 and wins["shuffled_sentences"] >= 0.55, wins
+
+
+def test_cmmlu_subjects_give_medical_and_general_exam_documents_and_leave_the_undecided_out():
+    from medcorpus.classify.labelled import CMMLU_MEDICAL, CMMLU_UNDECIDED, SOURCES
+
+    root = shared_data_path()
+    by_name = {s.name: s for s in SOURCES}
+    medical = list(by_name["cmmlu_medical"].reader(root))
+    general = list(by_name["cmmlu_general"].reader(root))
+    assert {g for g, _ in medical} == set(CMMLU_MEDICAL)
+    subjects = {g for g, _ in general}
+    assert len(subjects) > 40 and not subjects & (CMMLU_MEDICAL | CMMLU_UNDECIDED)
+    assert "high_school_chemistry" in subjects and "agronomy" in subjects
+    assert all(doc.count("\nA. ") >= 1 for _, doc in medical[:20] + general[:20])

@@ -264,3 +264,31 @@ def test_a_last_line_cut_mid_sentence_ends_unlike_the_other_lines():
     typical, atypical, short = line_end_typicality([whole, cut, "One line only."], lm)
     assert typical > atypical and np.isnan(short)
     assert ends_complete(whole) and not ends_complete(cut)
+
+
+def test_english_function_words_carry_no_domain_feature_and_english_ngrams_are_weighted():
+    """hngram-v3: "the"/"was" carried register (past-tense narration) rather than topic, so they are dropped;
+    the English n-gram block is scaled by ``en_weight`` after the L2 norm, the Chinese block is not."""
+    from medcorpus.classify.textmodel import FeatureSpec, Featurizer
+
+    spec = FeatureSpec()
+    fz = Featurizer(spec)
+    X = fz.transform(["The patient was treated with the drug.", "patient treated drug",
+                      "患者服药后症状缓解", "The weather was fine."]).toarray()
+    hashed = X[:, : spec.n_hashed]
+    assert np.array_equal(hashed[0] > 0, hashed[1] > 0)
+    assert np.linalg.norm(hashed[1]) == pytest.approx(spec.en_weight, rel=1e-5)
+    assert np.linalg.norm(hashed[2]) == pytest.approx(1.0, rel=1e-5)
+    assert spec.en_weight < 1.0
+    # the hand-written vocabulary: clinical-research and anatomy words count, everyday words do not
+    from medcorpus.classify.textmodel import domain_signals
+
+    assert domain_signals("Appendectomy and infertility in a retrospective cohort of patients")[0] > 0
+    assert domain_signals("The weather was fine and the odds were good")[0] == 0
+
+
+def test_a_feature_spec_from_an_older_artifact_differs_from_the_current_one():
+    from medcorpus.classify.textmodel import FeatureSpec
+
+    old = {"version": "hngram-v2", "hash_bits": 18, "max_chars": 3000, "zh_ngrams": [1, 2], "en_ngrams": [1, 2]}
+    assert FeatureSpec.from_dict(old) != FeatureSpec()

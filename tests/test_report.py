@@ -72,7 +72,7 @@ def test_report_renders_in_chromium_with_plots(ctx, tmp_path):
     assert path.name == "run-test-run-1.html" and path.parent.name == "reports"
     for text in ("Funnel", "Removals per rule", "filter: too_short", "Validation (Great Expectations)",
                  "Distributions", "Language and sub-domain mix", 'href="data_docs/index.html"',
-                 "Domain classifier calibration", 'alt="Reliability of domain_classifier-hngram-v2-'):
+                 "Domain classifier calibration", 'alt="Reliability of domain_classifier-hngram-v3-'):
         assert text in page
     assert (path.parent / "data_docs" / "index.html").exists()
     docs_links = re.findall(r'href="(data_docs/validations/[^"]+)"', page)

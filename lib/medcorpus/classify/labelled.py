@@ -44,7 +44,7 @@ from medcorpus.text.script import mostly_han
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = "labelled-v1"
+BUILDER_VERSION = "labelled-v2"
 
 
 @dataclass(frozen=True)
@@ -349,6 +349,35 @@ def read_dpo(root: Path) -> Iterator[tuple[str, str]]:
             yield f"dpo#{i // 100}", f"{prompt}\n{r.get('chosen', '')}"
 
 
+# CMMLU subjects that are medicine (the medical pool of the benchmark) and subjects too close to call either way
+# (left out of both labels). Every other subject — chemistry, biology, agronomy, engineering, law, economics... —
+# is a general hard negative: academic Chinese that is not medical text.
+CMMLU_MEDICAL = frozenset({"anatomy", "clinical_knowledge", "college_medicine", "college_medical_statistics",
+                           "professional_medicine", "traditional_chinese_medicine", "virology", "nutrition"})
+CMMLU_UNDECIDED = frozenset({"genetics", "human_sexuality", "professional_psychology"})
+
+
+def _cmmlu_documents(path: Path, per_doc: int = 5) -> Iterator[str]:
+    """Five consecutive questions, each with its four options, make one exam-sheet document."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        items = [r for r in csv.DictReader(fh) if r.get("Question")]
+    for i in range(0, len(items), per_doc):
+        yield "\n".join(f"{r['Question']}\nA. {r.get('A', '')}\nB. {r.get('B', '')}\nC. {r.get('C', '')}\n"
+                        f"D. {r.get('D', '')}" for r in items[i: i + per_doc])
+
+
+def _cmmlu_reader(medical: bool) -> Reader:
+    def reader(root: Path) -> Iterator[tuple[str, str]]:
+        for path in sorted((root / "benchmarks/cmmlu/test").glob("*.csv")):
+            subject = path.stem
+            if subject in CMMLU_UNDECIDED or (subject in CMMLU_MEDICAL) != medical:
+                continue
+            for doc in _cmmlu_documents(path):
+                yield subject, doc
+
+    return reader
+
+
 _BROWN_TAG = re.compile(r"/[^\s]+")
 
 
@@ -399,6 +428,7 @@ SOURCES: tuple[SourceSpec, ...] = (
                lambda g: MEDQUAD_SUBDOMAIN.get(medquad_collection(g), "clinical")),
     SourceSpec("pubmedqa", MEDICAL, "clinical", 4.5, read_pubmedqa),
     SourceSpec("covid_dialogue_en", MEDICAL, "clinical", 3.0, read_covid_en),
+    SourceSpec("cmmlu_medical", MEDICAL, None, 3.0, _cmmlu_reader(True)),
     SourceSpec("news_msra", GENERAL, None, 3.5, read_msra),
     SourceSpec("hotel_reviews", GENERAL, None, 2.0, read_hotel),
     SourceSpec("online_shopping", GENERAL, None, 1.5, read_shopping),
@@ -409,6 +439,7 @@ SOURCES: tuple[SourceSpec, ...] = (
     SourceSpec("kdconv", GENERAL, None, 3.0, read_kdconv),
     SourceSpec("thucnews", GENERAL, None, 2.5, read_thucnews),
     SourceSpec("dpo_zh", GENERAL, None, 3.0, read_dpo),
+    SourceSpec("cmmlu_general", GENERAL, None, 3.0, _cmmlu_reader(False)),
     SourceSpec("brown", GENERAL, None, 3.5, read_brown),
     SourceSpec("nltk_abc", GENERAL, None, 3.5, _plain_nltk("abc")),
     SourceSpec("nltk_webtext", GENERAL, None, 2.0, _plain_nltk("webtext")),
