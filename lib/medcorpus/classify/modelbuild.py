@@ -17,7 +17,8 @@ its predicted-medical share is reported apart.
 **Quality rater.** Documents are split by file/group: 70% train the fluency model and the pairwise weights,
 30% are held out for the degradation benchmark (original vs each degraded twin), the per-source
 correlation with length, and the Chinese/English parity on the COVID dialogues (both left out of the
-fluency model's reference text).
+fluency model's reference text). The CMMLU exam sheets (``DOMAIN_ONLY_SOURCES``) train and test
+the domain model only.
 
 Both artifacts are arrays + JSON (no pickle), checksummed; ``model.json`` records the data, its version
 (a fingerprint of every training text), the parameters and the validation figures.
@@ -62,6 +63,9 @@ MIXED_SOURCES = ("dpo_zh",)
 FLUENCY_REFERENCE = ("huatuo", "tcm_books", "medicalgpt", "news_msra", "laws", "niutrans",
                      "medquad", "pubmedqa", "brown", "nltk_state_union", "nltk_inaugural")
 PARITY_SOURCES = ("covid_dialogue_zh", "covid_dialogue_en")
+# Exam sheets (a question and four options, five times) are the domain model's hard negatives, not documents whose
+# writing quality the rater should learn or be benchmarked on.
+DOMAIN_ONLY_SOURCES = ("cmmlu_medical", "cmmlu_general")
 # A degradation whose pairs mean something only when the original is complete: an original that is itself cut
 # mid-sentence (a book chunk that ends inside a hard-wrapped line, one news sentence, a list item) cannot be told
 # from a shorter cut of itself by anything in the text. Its pairs are reported for every original and targeted on
@@ -318,7 +322,7 @@ def build(shared: Path, out: Path, cap: int = 2000, only: str | None = None) -> 
     else:
         report["domain"] = _stored_validation(out / "domain")
     if only in (None, "rater"):
-        rater_train, rater_bench = rater_split(rows)
+        rater_train, rater_bench = rater_split([r for r in rows if r.source not in DOMAIN_ONLY_SOURCES])
         rater, rater_info = train_default_rater(rater_train)
         rater_report = validate_rater(rater, rater_bench)
         save_artifact(rater, out / "rater", {
