@@ -292,3 +292,30 @@ def test_a_feature_spec_from_an_older_artifact_differs_from_the_current_one():
 
     old = {"version": "hngram-v2", "hash_bits": 18, "max_chars": 3000, "zh_ngrams": [1, 2], "en_ngrams": [1, 2]}
     assert FeatureSpec.from_dict(old) != FeatureSpec()
+
+
+# Boundary cases of docs/classify.md, written for this test (no source in ../shared/data holds them): health law,
+# biology and chemistry abstracts and Song ci are general; a clinical abstract and a consumer question are medical.
+BOUNDARY = {
+ "law_drug": "第一条 为了加强药品管理，保证药品质量，保障公众用药安全和合法权益，保护和促进公众健康，制定本法。第二条 在中华人民共和国境内从事药品研制、生产、经营、使用和监督管理活动，适用本法。本法所称药品，是指用于预防、治疗、诊断人的疾病，有目的地调节人的生理机能并规定有适应症或者功能主治、用法和用量的物质。",  # noqa: E501
+ "law_health": "第三十四条 国家建立健全由基层医疗卫生机构、医院、专业公共卫生机构等组成的城乡全覆盖、功能互补、连续协同的医疗卫生服务体系。国家加强县级医院、乡镇卫生院、村卫生室、社区卫生服务中心（站）和专业公共卫生机构等的建设，建立健全农村医疗卫生服务网络和城市社区卫生服务网络。",  # noqa: E501
+ "law_infect": "第三十条 疾病预防控制机构、医疗机构和采供血机构及其执行职务的人员发现本法规定的传染病疫情或者发现其他传染病暴发、流行以及突发原因不明的传染病时，应当遵循疫情报告属地管理原则，按照国务院规定的或者国务院卫生行政部门规定的内容、程序、方式和时限报告。",  # noqa: E501
+ "title3": "央行宣布下调存款准备金率0.5个百分点",
+ "songci": "明月几时有？把酒问青天。不知天上宫阙，今夕是何年。我欲乘风归去，又恐琼楼玉宇，高处不胜寒。起舞弄清影，何似在人间。",
+ "movie": "A slow, beautiful film about grief. The performances are restrained and the cinematography is gorgeous, though the third act drags and the ending feels unearned.",  # noqa: E501
+ "movie2": "I went in expecting a dumb action flick and got exactly that. Explosions, car chases, one-liners. Fun for a Friday night with popcorn, forgettable by Monday.",  # noqa: E501
+ "abs_bio": "本研究利用转录组测序技术分析了干旱胁迫下玉米根系基因表达的变化，共鉴定出差异表达基因2315个，其中上调基因1287个。功能富集分析表明，这些基因主要参与植物激素信号转导和次生代谢途径。",  # noqa: E501
+ "abs_chem": "以硝酸铈和尿素为原料，采用水热法合成了二氧化铈纳米棒，结果表明所得纳米棒在一氧化碳催化氧化反应中表现出良好的低温活性。",  # noqa: E501
+ "abs_med": "目的 探讨早期康复训练对脑卒中患者运动功能恢复的影响。方法 选取我院收治的脑卒中患者120例，随机分为观察组和对照组。结果 观察组治疗后评分显著高于对照组（P<0.05）。",  # noqa: E501
+ "consumer": "孩子发烧38.5度，咳嗽有痰，精神还可以，需要去医院吗？吃点什么药比较好？",
+}
+BOUNDARY_MEDICAL = {"abs_med", "consumer"}
+
+
+def test_shipped_domain_model_on_the_boundary_cases():
+    from medcorpus.classify.scoring import backend_class as _backend_class
+
+    cfg = load_config().classify
+    model = _backend_class(cfg.backend).load(prepare_backend(cfg))
+    p = dict(zip(BOUNDARY, model.score(list(BOUNDARY.values())).p_medical))
+    assert {k for k, v in p.items() if v >= cfg.medical_threshold} == BOUNDARY_MEDICAL, p

@@ -251,7 +251,7 @@ class DomainModel:
 # ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainParams:
-    c_domain: float = 4.0
+    c_domain: float = 1.0
     c_subdomain: float = 4.0
     ridge_alpha: float = 1.0
     max_iter: int = 300

@@ -242,7 +242,7 @@ class ClassifyConfig(_Section):
     batch_rows: int = Field(1000, description="Rows scored per model call inside one Arrow batch.")
     hash_bits: int = Field(18, description="Hashed n-gram space of 2**hash_bits buckets (feature parameter).")
     max_chars: int = Field(3000, description="Characters of each text's head that are featurised (feature parameter).")
-    c_domain: float = Field(4.0, description="Inverse L2 strength of the medical-vs-general logistic regression.")
+    c_domain: float = Field(1.0, description="Inverse L2 strength of the medical-vs-general logistic regression.")
     c_subdomain: float = Field(4.0, description="Inverse L2 strength of the sub-domain logistic regression.")
     ridge_alpha: float = Field(1.0, description="L2 strength of the quality rater's ridge regression.")
     max_iter: int = Field(300, description="Solver iterations.")
