@@ -4,8 +4,7 @@ Features (``FEATURE_VERSION``): Han character 1-2-grams for Chinese, lower-cased
 English and other Latin-script text without English stop words, hashed (MurmurHash3, scikit-learn's
 ``HashingVectorizer``) into one sparse space of ``2**hash_bits`` buckets, log-scaled and L2-normalised (the English
 n-grams then weighted by ``en_weight``, so the medical-vocabulary densities carry more of an English decision),
-plus a few dense "rule signal"
-columns (length, repetition, symbol share, spam cues) that the quality rater needs. The same function runs
+plus three dense columns: the medical-vocabulary densities of :func:`domain_signals`. The same function runs
 at training time on the driver and at inference time on the executors, so a model only ever sees the
 features it was trained on; the artifact records the feature version and parameters and
 :func:`load_artifact` refuses one that does not match the code, or whose arrays do not match its checksum.
