@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -114,10 +115,16 @@ def test_decontaminate_stage_removes_documents(spark, make_config, tmp_path):
         return tuple(r[f.name] for f in spec.schema.fields)
 
     docs = spark.createDataFrame([row("bad", "题目：" + Q_ZH), row("good", "多喝水，多休息，注意饮食清淡。")], spec.schema)
-    ctx.warehouse.append_rows("unique_documents", docs, stage="dedup")
+    ctx.warehouse.append_rows("unique_documents", docs.coalesce(1), stage="dedup")  # both rows in one file
     report = run_stage(ctx, "decontaminate")
     assert (report.rows_in, report.rows_out, report.rows_removed) == (2, 1, 1)
     assert [r["doc_id"] for r in ctx.warehouse.read("unique_documents").collect()] == ["good"]
+    # the delete is a deletion vector on the kept file, not a rewritten copy of it (the old copy would stay on
+    # disk until VACUUM), and the table's files are zstd parquet (spark.parquet_codec)
+    merged = ctx.warehouse.last_operation_metrics("unique_documents")
+    assert int(merged["numTargetDeletionVectorsAdded"]) == 1 and int(merged["numTargetFilesAdded"]) == 0
+    data_files = list(Path(ctx.warehouse.path("unique_documents")).glob("*.parquet"))
+    assert data_files and all(".zstd." in f.name for f in data_files)
     hits = ctx.warehouse.read("contamination_hits").collect()
     assert [(h["item_id"], h["bench_item_id"], h["overlap"]) for h in hits] == [("bad", "0", 1.0)]
     again = run_stage(RunContext.create(spark, make_config(f"decontaminate.benchmarks_dir={root}")), "decontaminate")

@@ -151,6 +151,7 @@ def local_defaults(config: Config) -> dict[str, str]:
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.sql.parquet.compression.codec": config.spark.parquet_codec,
     }
     resolved = resolved_jars(config)
     if resolved:
