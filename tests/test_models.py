@@ -292,6 +292,17 @@ def test_a_feature_spec_from_an_older_artifact_differs_from_the_current_one():
 
     old = {"version": "hngram-v2", "hash_bits": 18, "max_chars": 3000, "zh_ngrams": [1, 2], "en_ngrams": [1, 2]}
     assert FeatureSpec.from_dict(old) != FeatureSpec()
+    current = FeatureSpec().as_dict()
+    assert FeatureSpec.from_dict(current) == FeatureSpec()
+    with pytest.raises(ValueError, match="stop words"):
+        FeatureSpec.from_dict({**current, "en_stop_words": ["the", "of"]})
+
+
+def test_the_english_vocabulary_lists_each_word_once():
+    from medcorpus.classify.textmodel import _vocabulary
+
+    words = _vocabulary("medical_terms.en.txt")
+    assert len(words) == len(set(words)) and len(words) > 900
 
 
 # Boundary cases of docs/classify.md, written for this test (no source in ../shared/data holds them): health law,

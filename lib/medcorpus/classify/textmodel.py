@@ -146,6 +146,9 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+        stop = data.get("en_stop_words", EN_STOP_WORDS)
+        if stop != EN_STOP_WORDS:  # the stop list is fixed by the code, not a parameter: refuse another one
+            raise ValueError(f"feature spec names English stop words {stop!r}; this code drops {EN_STOP_WORDS!r}")
         return cls(hash_bits=int(data["hash_bits"]), max_chars=int(data["max_chars"]),
                    zh_ngrams=tuple(data["zh_ngrams"]), en_ngrams=tuple(data["en_ngrams"]),  # type: ignore[arg-type]
                    en_weight=float(data.get("en_weight", 1.0)), version=str(data["version"]))
@@ -397,7 +400,10 @@ def load_artifact(model_dir: str | Path, expected_kind: str, expected_checksum: 
     if meta.get("feature_version") != wanted_version:
         raise ModelError(f"{model_dir}: feature version {meta.get('feature_version')!r} does not match this code's "
                          f"{wanted_version!r}; retrain the model (make models)")
-    spec = FeatureSpec.from_dict(meta["features"]) if expected_kind == DOMAIN_KIND else None
+    try:
+        spec = FeatureSpec.from_dict(meta["features"]) if expected_kind == DOMAIN_KIND else None
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelError(f"{model_dir}: unusable feature parameters in model.json: {err}") from err
     if feature_spec is not None and spec is not None and spec != feature_spec:
         raise ModelError(f"{model_dir}: feature parameters {spec.as_dict()} differ from the configured "
                          f"{feature_spec.as_dict()}; retrain the model")
