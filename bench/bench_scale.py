@@ -161,12 +161,11 @@ def build_corpus(records: list[dict[str, str]], out: Path) -> dict[str, int]:
 
 
 def table_bytes(warehouse: Path) -> dict[str, int]:
-    """Bytes of the data files of every table in the warehouse (Delta's parquet files and deletion vectors,
-    also those a later commit removed but VACUUM has not deleted yet; not its log)."""
+    """Bytes of the data files of every table in the warehouse (Delta's parquet files, also those a later commit
+    removed but VACUUM has not deleted yet; not its log)."""
     out = {}
     for table in sorted(p for p in warehouse.iterdir() if p.is_dir()):
-        out[table.name] = sum(f.stat().st_size for f in table.rglob("*") if f.is_file() and "_delta_log" not in f.parts
-                              and (f.suffix == ".parquet" or f.name.startswith("deletion_vector_")))
+        out[table.name] = sum(f.stat().st_size for f in table.rglob("*.parquet"))
     return out
 
 

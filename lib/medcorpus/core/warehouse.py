@@ -167,9 +167,9 @@ class Warehouse:
             builder = builder.partitionedBy(*spec.partition_by)
         if spec.description:
             builder = builder.comment(spec.description)
-        # a MERGE that deletes rows (decontaminate on unique_documents) marks them in a small deletion vector
-        # instead of rewriting every file that holds one: the old files would stay on disk until VACUUM
-        builder.property("delta.enableDeletionVectors", "true").execute()
+        # no deletion vectors: delta-rs (the JVM-free `tables`, `verify`, `vacuum`) cannot read a table that
+        # enables them, so decontaminate's delete rewrites the files it touches (the old ones go at VACUUM)
+        builder.execute()
 
     def conform(self, name: str, df: DataFrame) -> DataFrame:
         """Select the registered columns in order, cast to the registered types."""
