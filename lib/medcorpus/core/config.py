@@ -39,7 +39,7 @@ class SparkConfig(_Section):
     parquet_codec: Literal["zstd", "snappy", "gzip", "lz4", "uncompressed"] = Field(
         "zstd", description="Parquet compression of every table written (spark.sql.parquet.compression.codec). zstd "
                             "stores the text tables in about 0.69 of snappy's bytes (Spark's default) and writes "
-                            "them as fast; a spark-submit --conf of that key wins.")
+                            "them about 10% slower; a spark-submit --conf of that key wins.")
     conf: dict[str, str] = Field(default_factory=dict, description="Any extra spark.* settings.")
     progress_seconds: float = Field(
         10.0, ge=0, description="Log the tasks done of the running Spark jobs this often within a stage (0: off). "
