@@ -251,6 +251,13 @@ def build_spark(config: Config) -> SparkSession:
         builder = builder.config(key, value)
     builder = builder.config("spark.sql.extensions", _merge_list(submitted.get("spark.sql.extensions"), DELTA_EXTENSION))
     builder = builder.config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we start the JVM: it may map the class-data archive
+        from medcorpus.core.jvmcache import driver_java_options
+
+        java_options = driver_java_options(config, config.spark.conf.get("spark.driver.extraJavaOptions", ""))
+        if java_options:
+            builder = builder.config("spark.driver.extraJavaOptions", java_options)
+            log.info("driver JVM maps the class-data-sharing archive: %s", java_options)
     used_ivy = not resolved_jars(config) and "spark.jars" not in submitted and "spark.jars.packages" not in submitted
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
