@@ -204,3 +204,32 @@ def test_release_readiness_reuses_a_validation_when_later_commits_only_set_table
     with pytest.raises(ValidationFailed, match=rf"'preference' version {validated + 2} failed"):
         assert_release_ready(ctx, ["preference"])
     assert versions_validated() == [validated, validated + 2]
+
+
+def test_the_gate_does_not_validate_again_a_version_whose_later_commits_only_set_table_properties(ctx):
+    """The release's retention commit makes a new version of each dataset table; the gate after the release
+    reuses the outcome of the version it validated after the stage that wrote the data."""
+    from medcorpus.quality.validation import StageGate
+
+    def pairs(*ids):
+        return ctx.spark.createDataFrame([(p, "s" + p, "Q?", "A", "B", "objective", "src", "zh", 10, "r") for p in ids],
+                                         table_spec("preference").schema)
+
+    def versions_validated():
+        return sorted(r[0] for r in ctx.warehouse.read("validation_results").filter(F.col("table_name") == "preference")
+                      .select("table_version").distinct().collect())
+
+    gate = StageGate(ctx)
+    ctx.warehouse.merge_new_rows("preference", pairs("p1", "p2"), "preference")
+    written = ctx.warehouse.version("preference")
+    (first,) = [o for o in gate.after("preference") if o.table == "preference"]
+    assert first.success and first.version == written
+    ctx.warehouse.mark_run("preference", "release")  # ALTER TABLE ... SET TBLPROPERTIES: a new version, same data
+    (again,) = [o for o in gate.after("release") if o.table == "preference"]
+    assert again is first
+    assert versions_validated() == [written]
+
+    ctx.warehouse.append_rows("preference", pairs("p3"), "preference")  # new data: validated at its version
+    (new,) = [o for o in gate.after("preference") if o.table == "preference"]
+    assert new.version == written + 2 and new is not first
+    assert versions_validated() == [written, written + 2]
