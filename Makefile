@@ -48,7 +48,7 @@ chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 test: setup chromium
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --durations=25
 
 test-slow: setup chromium
 	$(PY) -m pytest -q -m slow

@@ -83,8 +83,10 @@ def _first_by_hash(df: DataFrame, partition: list[str], n: int) -> DataFrame:
     return df.withColumn("_rank", F.row_number().over(order)).filter(F.col("_rank") <= n)
 
 
-def filter_examples(ctx: RunContext, per_rule: int = EXAMPLES_PER_RULE) -> dict[str, Any]:
-    """``{"removed": {rule: {"documents": n, "examples": [...]}}, "kept": {"documents": n, "examples": [...]}}``."""
+def filter_examples(ctx: RunContext, per_rule: int = EXAMPLES_PER_RULE,
+                    thresholds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``{"removed": {rule: {"documents": n, "examples": [...]}}, "kept": {"documents": n, "examples": [...]}}``
+    (``thresholds``: :func:`rule_thresholds`, computed here when not given)."""
     wh = ctx.warehouse
     result: dict[str, Any] = {"chars": EXAMPLE_CHARS, "per_rule": per_rule, "removed": {}, "kept": None}
     if wh.exists("filtered_out"):
@@ -94,7 +96,7 @@ def filter_examples(ctx: RunContext, per_rule: int = EXAMPLES_PER_RULE) -> dict[
                   .select("rule", "_rank", "doc_id", "lang", "source", "value", "threshold",
                           F.char_length("text").alias("chars"), _snippet("text", ctx).alias("text"))
                   .orderBy("rule", "_rank").collect())
-        order = [r["rule"] for r in rule_thresholds(ctx)]
+        order = [r["rule"] for r in (thresholds if thresholds is not None else rule_thresholds(ctx))]
         for rule in sorted(counts, key=lambda name: (order.index(name) if name in order else len(order), name)):
             result["removed"][rule] = {"documents": counts[rule], "examples": [
                 {k: r[k] for k in ("doc_id", "lang", "source", "value", "threshold", "chars", "text")}
@@ -110,15 +112,17 @@ def filter_examples(ctx: RunContext, per_rule: int = EXAMPLES_PER_RULE) -> dict[
     return result
 
 
-def signal_histograms(ctx: RunContext, bins: int = SIGNAL_BINS) -> dict[str, Any]:
-    """Per signal a rule reads: fixed bins, their counts, the documents without a value, and the thresholds."""
+def signal_histograms(ctx: RunContext, bins: int = SIGNAL_BINS,
+                      thresholds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Per signal a rule reads: fixed bins, their counts, the documents without a value, and the thresholds
+    (``thresholds``: :func:`rule_thresholds`, computed here when not given)."""
     wh = ctx.warehouse
     parts = [wh.read(t).select("doc_id", "signals") for t in ("filtered_out", "clean_documents") if wh.exists(t)]
     if not parts:
         return {"documents": 0, "bins": bins, "signals": {}}
     scored = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
     by_signal: dict[str, list[dict[str, Any]]] = {}
-    for rule in rule_thresholds(ctx):
+    for rule in (thresholds if thresholds is not None else rule_thresholds(ctx)):
         by_signal.setdefault(rule["signal"], []).append({"rule": rule["rule"], "thresholds": rule["thresholds"]})
     names = list(by_signal)
     values = scored.select(*[F.col("signals")[n].cast("double").alias(f"s{i}") for i, n in enumerate(names)])
@@ -265,7 +269,9 @@ def filter_blocks(examples: dict[str, Any], histograms: dict[str, Any]) -> list[
 
 def write_filter_report(ctx: RunContext, out_dir: Path, run_id: str) -> tuple[list[str], list[Path]]:
     """The page blocks, and the two JSON files written beside the report."""
-    examples, histograms = filter_examples(ctx), signal_histograms(ctx)
+    thresholds = rule_thresholds(ctx)  # one Spark job (~1.8 s) for both
+    examples = filter_examples(ctx, thresholds=thresholds)
+    histograms = signal_histograms(ctx, thresholds=thresholds)
     paths = []
     for name, data in (("filter_examples", examples), ("signal_histograms", histograms)):
         path = out_dir / f"run-{run_id}.{name}.json"
