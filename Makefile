@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # setup also dumps the driver JVM's class-data-sharing archive into .ivy/cds (once per JDK, pyspark and class
-# path; ~1 min): local sessions then start in ~10 s instead of ~16 s (lib/medcorpus/core/jvmcache.py).
+# path; ~2 min, 196 MB): local sessions then start in ~10 s instead of ~16 s (lib/medcorpus/core/jvmcache.py).
 
 # Resolve the Delta jars, and hadoop-aws with the S3 modules of the AWS SDK v2 (~12 MB, not the 612 MiB
 # bundle), from Maven Central into the project-local Ivy cache (once; a warm cache resolves offline).
