@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import re
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 ARCHIVE_FLAG = "-XX:SharedArchiveFile="
 DUMP_FLAG = "-XX:ArchiveClassesAtExit="
 _FORMAT = "v1"
+DUMP_TIMEOUT_S = 1200
 
 
 def java_executable() -> str:
@@ -147,13 +149,13 @@ def run_workload(spark: object, work: Path) -> None:
     spark.read.format("delta").load(path).filter(F.col("text").rlike("^[a-f0-9]+$")).count()
 
 
-def _dump_in_this_process(target: Path) -> None:
+def _dump_in_this_process(target: Path, overrides: list[str]) -> None:
     """Child process: start a session that dumps its classes at exit, run the workload, wait for the JVM."""
     import tempfile
 
     from medcorpus.core.session import build_spark
 
-    config = load_config(overrides=["spark.class_data_sharing=false"])
+    config = load_config(overrides=[*overrides, "spark.class_data_sharing=false"])
     conf = {**config.spark.conf, "spark.driver.extraJavaOptions": f"{DUMP_FLAG}{target}"}
     spark = build_spark(config.model_copy(update={"spark": config.spark.model_copy(update={"conf": conf})}))
     with tempfile.TemporaryDirectory(prefix="medcorpus-cds-") as work:
@@ -180,8 +182,15 @@ def build_archive(config: Config, force: bool = False) -> Path | None:
     partial = target.with_name(f"{target.stem}.{os.getpid()}.partial")
     t0 = time.perf_counter()
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    done = subprocess.run([sys.executable, "-m", "medcorpus.core.jvmcache", "_dump", str(partial)], env=env,
-                          capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "medcorpus.core.jvmcache", "_dump", str(partial)]
+    extra = config.spark.conf.get("spark.driver.extraClassPath")
+    if extra:  # the dumping JVM needs the class path the archive is named after
+        cmd += ["--set", "spark.conf=" + json.dumps({"spark.driver.extraClassPath": extra})]
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=DUMP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        partial.unlink(missing_ok=True)
+        raise RuntimeError(f"dumping the class-data-sharing archive took over {DUMP_TIMEOUT_S} s") from None
     if done.returncode != 0 or not partial.is_file() or partial.stat().st_size == 0:
         partial.unlink(missing_ok=True)
         tail = "\n".join((done.stderr or "").splitlines()[-15:])
@@ -205,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.action == "_dump":
-        _dump_in_this_process(Path(args.target))
+        _dump_in_this_process(Path(args.target), args.set)
         return 0
     config = load_config(overrides=args.set)
     if args.action == "path":
